@@ -1,0 +1,1 @@
+/* conn.c: to be written */

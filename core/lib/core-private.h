@@ -1,0 +1,98 @@
+/*
+ * core-private.h - what the parts of libmailaccess (and the two programs
+ * built on it) share with each other and never with plugins. Not installed.
+ *
+ * Owners: core.c (base: config, plugins), conn.c/listener.c/tls.c (network),
+ * auth.c/sasl.c/threadpool.c (auth), store.c/store-kv.c (store).
+ */
+#ifndef MA_CORE_PRIVATE_H
+#define MA_CORE_PRIVATE_H
+
+#include <mailaccess/mailaccess.h>
+
+struct ma_threadpool;
+struct ma_auth_state;
+struct ma_changebus;
+struct ma_net;
+
+struct ma_core {
+	struct ma_config *config;
+	const char *config_path;
+	unsigned flags;			/* enum ma_core_flags */
+	struct ev_loop *loop;
+	char *plugin_dir;
+	char *state_dir;
+
+	struct ma_loaded_plugin **plugins;	/* every loaded plugin */
+	unsigned n_plugins;
+	/* Auth sources in config order (subset of plugins; same plugin may
+	 * not appear twice). */
+	struct ma_loaded_plugin **auth_sources;
+	unsigned n_auth_sources;
+	struct ma_loaded_plugin *store_plugin;
+
+	struct ma_store *store;		/* store.c */
+	struct ma_auth_state *auth;	/* auth.c */
+	struct ma_changebus *bus;	/* store.c */
+	struct ma_net *net;		/* listener.c: listeners, conns, TLS creds */
+	struct ma_threadpool *pool;	/* threadpool.c; created by auth.c */
+
+	unsigned next_slot;
+};
+
+/* ---- store.c ---- */
+/* Creates the configured store from the loaded store plugin (its ctx from
+ * init()); kv backends are wrapped by store-kv.c. */
+struct ma_store *ma_store_create(struct ma_core *core,
+				 struct ma_loaded_plugin *backend,
+				 char **error_r);
+void ma_store_destroy(struct ma_store **store);
+void ma_changebus_init(struct ma_core *core);
+void ma_changebus_deinit(struct ma_core *core);
+
+/* ---- store-kv.c: the mail level on top of a kv table ---- */
+const struct ma_store_ops *ma_store_kv_mail_ops(void);
+/* The ctx to pass to ma_store_kv_mail_ops()'s user_open(). */
+void *ma_store_kv_ctx_create(const struct ma_kv_ops *kv, void *kv_ctx);
+void ma_store_kv_ctx_destroy(void *ctx);
+
+/* ---- auth.c (also starts the thread pool) ---- */
+int ma_auth_init(struct ma_core *core, char **error_r);
+void ma_auth_deinit(struct ma_core *core);
+
+/* ---- threadpool.c ---- */
+/* work() runs on a pool thread; done() runs afterwards on the loop. */
+struct ma_threadpool *ma_threadpool_create(struct ev_loop *loop,
+					   unsigned threads);
+void ma_threadpool_submit(struct ma_threadpool *pool,
+			  void (*work)(void *ctx), void (*done)(void *ctx),
+			  void *ctx);
+void ma_threadpool_destroy(struct ma_threadpool **pool);
+
+/* ---- conn.c / listener.c / tls.c ---- */
+/* Reads `listener`, `tls` and `limits` sections, binds sockets (may need
+ * root, before privileges are dropped). */
+int ma_net_init(struct ma_core *core, char **error_r);
+/* Starts accepting on the core's loop. */
+int ma_net_start(struct ma_core *core, char **error_r);
+/* Stops accepting; asks every conn to end politely (on_shutdown line). */
+void ma_net_shutdown(struct ma_core *core);
+/* Number of open connections. */
+unsigned ma_net_conn_count(const struct ma_core *core);
+/* Frees listeners, conns, TLS credentials. */
+void ma_net_deinit(struct ma_core *core);
+/* Reload TLS certificates (SIGHUP). */
+int ma_net_reload_tls(struct ma_core *core, char **error_r);
+
+/* Keep a conn alive across an async operation. After close the conn is
+ * no longer usable (ma_conn_is_closed()) but its memory stays until the
+ * last unref. */
+void ma_conn_ref(struct ma_conn *conn);
+void ma_conn_unref(struct ma_conn *conn);
+bool ma_conn_is_closed(const struct ma_conn *conn);
+/* Arm a one-shot timer on the conn's loop (auth failure delay); fires
+ * cb unless the conn closed first. */
+void ma_conn_after(struct ma_conn *conn, double seconds,
+		   void (*cb)(struct ma_conn *conn, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,1 @@
+/* core.c: to be written */

@@ -1,0 +1,1 @@
+/* sasl.c: to be written */

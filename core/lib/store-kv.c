@@ -1,0 +1,1 @@
+/* store-kv.c: to be written */

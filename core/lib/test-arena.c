@@ -1,0 +1,2 @@
+/* test-arena */
+int main(void) { return 77; }

@@ -1,0 +1,2 @@
+/* test-buf */
+int main(void) { return 77; }

@@ -1,0 +1,2 @@
+/* test-config */
+int main(void) { return 77; }

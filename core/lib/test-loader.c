@@ -1,0 +1,2 @@
+/* test-loader */
+int main(void) { return 77; }

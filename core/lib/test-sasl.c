@@ -1,0 +1,2 @@
+/* test-sasl */
+int main(void) { return 77; }

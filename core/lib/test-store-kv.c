@@ -1,0 +1,2 @@
+/* test-store-kv */
+int main(void) { return 77; }

@@ -1,0 +1,2 @@
+/* test-util */
+int main(void) { return 77; }

@@ -1,0 +1,1 @@
+/* threadpool.c: to be written */
