@@ -59,6 +59,10 @@ void ma_store_kv_ctx_destroy(void *ctx);
 /* ---- auth.c (also starts the thread pool) ---- */
 int ma_auth_init(struct ma_core *core, char **error_r);
 void ma_auth_deinit(struct ma_core *core);
+/* The process's thread pool, started on first use (threads do not survive
+ * fork, so it is made by the process that uses it, on core->loop). Loop
+ * thread only. */
+struct ma_threadpool *ma_auth_pool(struct ma_core *core);
 
 /* ---- threadpool.c ---- */
 /* work() runs on a pool thread; done() runs afterwards on the loop. */
@@ -67,7 +71,16 @@ struct ma_threadpool *ma_threadpool_create(struct ev_loop *loop,
 void ma_threadpool_submit(struct ma_threadpool *pool,
 			  void (*work)(void *ctx), void (*done)(void *ctx),
 			  void *ctx);
+/* Runs queued jobs to the end, joins the threads, then runs the pending
+ * done() callbacks on the calling (loop) thread. */
 void ma_threadpool_destroy(struct ma_threadpool **pool);
+/* Like submit, but refuses (-1, nothing queued, no callback) when more than
+ * max_pending jobs wait for a thread: the caller answers TEMPFAIL. */
+int ma_threadpool_try_submit(struct ma_threadpool *pool,
+			     void (*work)(void *ctx), void (*done)(void *ctx),
+			     void *ctx);
+/* Bound for try_submit (default 1024). */
+void ma_threadpool_set_max_pending(struct ma_threadpool *pool, unsigned max);
 
 /* ---- conn.c / listener.c / tls.c ---- */
 /* Reads `listener`, `tls` and `limits` sections, binds sockets (may need

@@ -1,8 +1,627 @@
-/* listener.c: to be written (stub so everything links) */
-#include "core-private.h"
-int ma_net_init(struct ma_core *core, char **error_r) { (void)core; *error_r = ma_strdup("net not implemented"); return -1; }
-int ma_net_start(struct ma_core *core, char **error_r) { (void)core; (void)error_r; return -1; }
-void ma_net_shutdown(struct ma_core *core) { (void)core; }
-unsigned ma_net_conn_count(const struct ma_core *core) { (void)core; return 0; }
-void ma_net_deinit(struct ma_core *core) { (void)core; }
-int ma_net_reload_tls(struct ma_core *core, char **error_r) { (void)core; (void)error_r; return 0; }
+/*
+ * listener.c - the network side of the core: reads the `listener NAME`,
+ * `tls` and (its part of) `limits` sections, binds the sockets, accepts
+ * connections and enforces the connection limits (total and per client
+ * IP), and stops everything at shutdown.
+ *
+ * Owns struct ma_net (core->net). Connections themselves live in conn.c,
+ * TLS in tls.c.
+ *
+ * Decisions (the admin-visible ones are in the config reference):
+ * - address: numeric IPv4/IPv6 literals (or "localhost"), comma or space
+ *   separated. IPv6 sockets are IPV6_V6ONLY, so "::" is IPv6 only: list
+ *   "0.0.0.0, ::" for both families, the same on every system.
+ * - limits: max_line (8k) is the input buffer's hard size; a line that
+ *   fills it without the protocol consuming anything closes the conn
+ *   (MA_CLOSE_LIMIT). output_buffer (256k) is the high-water mark; the
+ *   hard cap is 4 x output_buffer (1M by default): past it a write fails
+ *   and the conn closes. Low-water (on_output_drained) is output_buffer/4.
+ * - A connection over max_connections or max_connections_per_ip is
+ *   accepted and closed at once without a word (no protocol is involved
+ *   yet); refusals are logged at most once per second.
+ * - With MA_CORE_CHECK_ONLY nothing is bound (the daemon may be running)
+ *   but every value, and the TLS certificates, are still checked.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "net-private.h"
+
+/* Fallback when the listen() backlog is not tunable: SOMAXCONN is clamped
+ * by the kernel to net.core.somaxconn anyway. */
+#define MA_LISTEN_BACKLOG 511
+
+static char *net_strerror_dup(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+static char *net_strerror_dup(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		ma_oom();
+	va_end(ap);
+	return s;
+}
+
+/* ---- per-IP connection counts ---- */
+
+static unsigned net_ip_hash(const unsigned char key[16])
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (unsigned i = 0; i < 16; i++) {
+		h ^= key[i];
+		h *= 16777619u;
+	}
+	return h % MA_NET_IP_BUCKETS;
+}
+
+/* Returns the count after adding one; does not add past `limit`
+ * (returns limit + 1 then). */
+static unsigned net_ip_acquire(struct ma_net *net, const unsigned char key[16],
+			       unsigned limit)
+{
+	unsigned h = net_ip_hash(key);
+	struct ma_ip_count *c;
+
+	for (c = net->ip_buckets[h]; c != NULL; c = c->next) {
+		if (memcmp(c->addr, key, 16) == 0)
+			break;
+	}
+	if (c == NULL) {
+		c = ma_malloc0(sizeof(*c));
+		memcpy(c->addr, key, 16);
+		c->next = net->ip_buckets[h];
+		net->ip_buckets[h] = c;
+	}
+	if (c->count >= limit)
+		return limit + 1;
+	return ++c->count;
+}
+
+void ma_net_ip_release(struct ma_net *net, const unsigned char key[16])
+{
+	unsigned h = net_ip_hash(key);
+	struct ma_ip_count **pp, *c;
+
+	for (pp = &net->ip_buckets[h]; (c = *pp) != NULL; pp = &c->next) {
+		if (memcmp(c->addr, key, 16) != 0)
+			continue;
+		if (c->count > 0)
+			c->count--;
+		if (c->count == 0) {
+			*pp = c->next;
+			free(c);
+		}
+		return;
+	}
+}
+
+static void net_ip_key(const struct sockaddr_storage *ss, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)ss;
+		/* v4-mapped, so one client counts once on v4 and v6 sockets */
+		key[10] = 0xff;
+		key[11] = 0xff;
+		memcpy(key + 12, &sin->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)ss;
+		memcpy(key, &sin6->sin6_addr, 16);
+	}
+}
+
+/* ---- accepting ---- */
+
+static void net_log_refusal(struct ma_net *net, const char *what,
+			    const struct sockaddr_storage *ss,
+			    const struct ma_listen_sock *ls)
+{
+	double now = ev_now(net->loop);
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	/* One line per second at most: a flood must not flood the log. */
+	if (now < net->refuse_log_at) {
+		net->refuse_suppressed++;
+		return;
+	}
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ss)->sin_addr,
+			  ip, sizeof(ip));
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr,
+			  ip, sizeof(ip));
+	ma_notice("connection refused listener=%s ip=%s reason=%s%s",
+		  ls->listener->name, ip, what,
+		  net->refuse_suppressed > 0 ? " (more refusals suppressed)" : "");
+	net->refuse_suppressed = 0;
+	net->refuse_log_at = now + 1.0;
+}
+
+static void net_accept_pause(struct ma_net *net)
+{
+	for (unsigned i = 0; i < net->n_socks; i++)
+		ev_io_stop(net->loop, &net->socks[i]->io);
+	ev_timer_set(&net->accept_retry, 1.0, 0.);
+	ev_timer_start(net->loop, &net->accept_retry);
+}
+
+static void net_accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ma_net *net = w->data;
+
+	(void)revents;
+	if (net->shutting_down)
+		return;
+	for (unsigned i = 0; i < net->n_socks; i++)
+		ev_io_start(loop, &net->socks[i]->io);
+}
+
+static void net_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ma_listen_sock *ls = (struct ma_listen_sock *)w;
+	struct ma_net *net = ls->listener->net;
+
+	(void)loop;
+	(void)revents;
+	/* Accept until EAGAIN, but bounded so one busy listener cannot
+	 * starve the connections already open. */
+	for (unsigned n = 0; n < 256 && !net->shutting_down; n++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		unsigned char key[16];
+		int fd;
+
+		fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Listen fd stays readable: pause or spin. */
+				ma_error("accept on %s: %s (pausing accepts 1s)",
+					 ls->addr_text, strerror(errno));
+				net_accept_pause(net);
+				return;
+			}
+			ma_error("accept on %s: %s", ls->addr_text,
+				 strerror(errno));
+			return;
+		}
+		if (net->n_conns >= net->max_connections) {
+			net_log_refusal(net, "max_connections", &ss, ls);
+			close(fd);
+			continue;
+		}
+		net_ip_key(&ss, key);
+		if (net_ip_acquire(net, key, net->max_connections_per_ip) >
+		    net->max_connections_per_ip) {
+			net_log_refusal(net, "max_connections_per_ip", &ss, ls);
+			close(fd);
+			continue;
+		}
+		/* conn owns the fd and the IP slot from here on */
+		(void)ma_conn_create(ls->listener, fd, &ss);
+	}
+}
+
+/* ---- config ---- */
+
+static int net_read_limits(struct ma_net *net, const struct ma_config_section *root,
+			   char **error_r)
+{
+	const struct ma_config_section *lim = ma_config_child(root, "limits");
+	uint64_t u;
+	double d;
+
+	net->max_connections = 10000;
+	net->max_connections_per_ip = 100;
+	net->idle_timeout = 600;
+	net->max_line = 8192;
+	net->output_high = 256 * 1024;
+	if (lim != NULL) {
+		if (ma_config_get_uint(lim, "max_connections", 10000, 1000000,
+				       &u, error_r) < 0)
+			return -1;
+		net->max_connections = (unsigned)u;
+		if (ma_config_get_uint(lim, "max_connections_per_ip", 100, 1000000,
+				       &u, error_r) < 0)
+			return -1;
+		net->max_connections_per_ip = (unsigned)u;
+		if (ma_config_get_seconds(lim, "idle_timeout", 600, &d, error_r) < 0)
+			return -1;
+		if (d < 0.001 || d > 86400 * 7) {
+			*error_r = net_strerror_dup("%s: idle_timeout: must be between 1ms and 7d",
+						    ma_config_where(lim, "idle_timeout"));
+			return -1;
+		}
+		net->idle_timeout = d;
+		if (ma_config_get_size(lim, "max_line", 8192, &u, error_r) < 0)
+			return -1;
+		/* 512 is RFC 1939's POP3 line; 1M keeps one conn's input sane. */
+		if (u < 512 || u > 1024 * 1024) {
+			*error_r = net_strerror_dup("%s: max_line: must be between 512 and 1M",
+						    ma_config_where(lim, "max_line"));
+			return -1;
+		}
+		net->max_line = (size_t)u;
+		if (ma_config_get_size(lim, "output_buffer", 256 * 1024, &u, error_r) < 0)
+			return -1;
+		if (u < 4096 || u > 64 * 1024 * 1024) {
+			*error_r = net_strerror_dup("%s: output_buffer: must be between 4k and 64M",
+						    ma_config_where(lim, "output_buffer"));
+			return -1;
+		}
+		net->output_high = (size_t)u;
+	}
+	if (net->max_connections == 0 || net->max_connections_per_ip == 0) {
+		*error_r = net_strerror_dup("%s: max_connections and max_connections_per_ip must be > 0",
+					    lim != NULL ? ma_config_section_where(lim) : "limits");
+		return -1;
+	}
+	net->output_low = net->output_high / 4;
+	/* Hard cap: a protocol that ignores ma_conn_output_full() gets 4x the
+	 * high-water mark before the conn is closed with MA_CLOSE_LIMIT. */
+	net->output_max = net->output_high * 4;
+	return 0;
+}
+
+static int net_bind_one(struct ma_net *net, struct ma_listener *l,
+			const char *addr, unsigned port, bool check_only,
+			const char *where, char **error_r)
+{
+	struct addrinfo hints, *res = NULL;
+	char portstr[16];
+	int err, fd = -1, one = 1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	err = getaddrinfo(addr, portstr, &hints, &res);
+	if (err != 0 || res == NULL) {
+		*error_r = net_strerror_dup("%s: listener %s: bad address '%s': %s",
+					    where, l->name, addr, gai_strerror(err));
+		return -1;
+	}
+	if (check_only) {
+		freeaddrinfo(res);
+		return 0;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	/* Restart without waiting for TIME_WAIT to clear. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	/* "::" means IPv6 only; list 0.0.0.0 too for both, so the two
+	 * families are configured the same way on every system. */
+	if (res->ai_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
+		goto fail;
+	if (listen(fd, MA_LISTEN_BACKLOG) < 0)
+		goto fail;
+
+	struct ma_listen_sock *ls = ma_malloc0(sizeof(*ls));
+	ls->fd = fd;
+	ls->listener = l;
+	ls->addr_text = net_strerror_dup(res->ai_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+					 addr, port);
+	ev_io_init(&ls->io, net_accept_cb, fd, EV_READ);
+	net->socks = ma_realloc(net->socks, sizeof(*net->socks) * (net->n_socks + 1));
+	net->socks[net->n_socks++] = ls;
+	freeaddrinfo(res);
+	return 0;
+fail:
+	*error_r = net_strerror_dup("%s: listener %s: %s port %u: %s", where,
+				    l->name, addr, port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return -1;
+}
+
+static int net_read_listener(struct ma_net *net, const struct ma_config_section *s,
+			     char **error_r)
+{
+	static const char *const tls_modes[] = { "none", "starttls", "implicit", NULL };
+	const struct ma_config_section *root = ma_config_root(net->core->config);
+	const struct ma_loaded_plugin *p;
+	struct ma_listener *l;
+	const char *label = ma_config_section_label(s);
+	const char *addrs;
+	bool check_only = (net->core->flags & MA_CORE_CHECK_ONLY) != 0;
+	unsigned mode;
+	uint64_t port;
+
+	if (label == NULL || *label == '\0') {
+		*error_r = net_strerror_dup("%s: listener needs a name (listener NAME { ... })",
+					    ma_config_section_where(s));
+		return -1;
+	}
+	l = ma_malloc0(sizeof(*l));
+	l->net = net;
+	l->name = ma_strdup(label);
+	net->listeners = ma_realloc(net->listeners,
+				    sizeof(*net->listeners) * (net->n_listeners + 1));
+	net->listeners[net->n_listeners++] = l;
+
+	l->protocol = ma_config_get(s, "protocol", NULL);
+	if (l->protocol == NULL) {
+		*error_r = net_strerror_dup("%s: listener %s: protocol missing",
+					    ma_config_section_where(s), label);
+		return -1;
+	}
+	p = ma_core_find_plugin(net->core, MA_PLUGIN_PROTOCOL, l->protocol);
+	if (p == NULL || p->desc == NULL || p->desc->ops == NULL) {
+		*error_r = net_strerror_dup("%s: listener %s: protocol '%s' is not loaded",
+					    ma_config_where(s, "protocol"), label, l->protocol);
+		return -1;
+	}
+	l->ops = p->desc->ops;
+	if (l->ops->struct_size < sizeof(struct ma_protocol_ops) ||
+	    l->ops->on_connect == NULL || l->ops->on_input == NULL ||
+	    l->ops->on_close == NULL) {
+		*error_r = net_strerror_dup("%s: listener %s: protocol plugin '%s' has an incomplete ops table",
+					    ma_config_where(s, "protocol"), label, l->protocol);
+		return -1;
+	}
+	l->proto_config = ma_config_child(root, l->protocol);
+
+	if (ma_config_get_enum(s, "tls", tls_modes, 0, &mode, error_r) < 0)
+		return -1;
+	l->tls = (enum ma_tls_mode)mode;
+	if (ma_config_get_bool(s, "allow_plaintext_auth", false,
+			       &l->allow_plaintext_auth, error_r) < 0)
+		return -1;
+	if (ma_config_get_uint(s, "port", 0, 65535, &port, error_r) < 0)
+		return -1;
+	if (port == 0) {
+		*error_r = net_strerror_dup("%s: listener %s: port missing",
+					    ma_config_where(s, "port"), label);
+		return -1;
+	}
+	addrs = ma_config_get(s, "address", "127.0.0.1");
+	/* "127.0.0.1, ::1": comma (and/or space) separated */
+	char *copy = ma_strdup(addrs), *save = NULL, *tok;
+	unsigned n = 0;
+	for (tok = strtok_r(copy, ", \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", \t", &save)) {
+		if (strcasecmp(tok, "localhost") == 0)
+			tok = "127.0.0.1";
+		if (strlen(tok) > 2 && tok[0] == '[' && tok[strlen(tok) - 1] == ']') {
+			tok[strlen(tok) - 1] = '\0';
+			tok++;
+		}
+		if (net_bind_one(net, l, tok, (unsigned)port, check_only,
+				 ma_config_where(s, "address"), error_r) < 0) {
+			free(copy);
+			return -1;
+		}
+		n++;
+	}
+	free(copy);
+	if (n == 0) {
+		*error_r = net_strerror_dup("%s: listener %s: address is empty",
+					    ma_config_where(s, "address"), label);
+		return -1;
+	}
+	return 0;
+}
+
+int ma_net_init(struct ma_core *core, char **error_r)
+{
+	const struct ma_config_section *root, *s;
+	struct ma_net *net;
+	bool need_tls = false;
+
+	*error_r = NULL;
+	if (core->net != NULL) {
+		*error_r = ma_strdup("network already initialised");
+		return -1;
+	}
+	net = ma_malloc0(sizeof(*net));
+	net->core = core;
+	net->loop = core->loop != NULL ? core->loop : ma_core_loop(core);
+	core->net = net;
+	ev_prepare_init(&net->prepare, ma_net_prepare_cb);
+	net->prepare.data = net;
+	ev_idle_init(&net->idle, ma_net_idle_cb);
+	net->idle.data = net;
+	ev_timer_init(&net->accept_retry, net_accept_retry_cb, 1.0, 0.);
+	net->accept_retry.data = net;
+
+	root = ma_config_root(core->config);
+	if (net_read_limits(net, root, error_r) < 0)
+		return -1;
+	for (s = ma_config_next_child(root, "listener", NULL); s != NULL;
+	     s = ma_config_next_child(root, "listener", s)) {
+		if (net_read_listener(net, s, error_r) < 0)
+			return -1;
+		if (net->listeners[net->n_listeners - 1]->tls != MA_TLS_NONE)
+			need_tls = true;
+	}
+	net->tls_section = ma_config_child(root, "tls");
+	if (net->tls_section != NULL) {
+		net->tls = ma_tls_ctx_load(net->tls_section, error_r);
+		if (net->tls == NULL)
+			return -1;
+	} else if (need_tls) {
+		*error_r = ma_strdup("a listener uses tls but there is no tls { cert key } section");
+		return -1;
+	}
+	return 0;
+}
+
+int ma_net_start(struct ma_core *core, char **error_r)
+{
+	struct ma_net *net = core->net;
+
+	if (net == NULL) {
+		*error_r = ma_strdup("ma_net_init was not called");
+		return -1;
+	}
+	if (net->started)
+		return 0;
+	net->started = true;
+	ev_prepare_start(net->loop, &net->prepare);
+	for (unsigned i = 0; i < net->n_socks; i++)
+		ev_io_start(net->loop, &net->socks[i]->io);
+	return 0;
+}
+
+static void net_close_listeners(struct ma_net *net)
+{
+	for (unsigned i = 0; i < net->n_socks; i++) {
+		struct ma_listen_sock *ls = net->socks[i];
+
+		ev_io_stop(net->loop, &ls->io);
+		if (ls->fd >= 0)
+			close(ls->fd);
+		ls->fd = -1;
+	}
+	ev_timer_stop(net->loop, &net->accept_retry);
+}
+
+void ma_net_shutdown(struct ma_core *core)
+{
+	struct ma_net *net = core->net;
+	struct ma_conn *c, *next;
+
+	if (net == NULL || net->shutting_down)
+		return;
+	net->shutting_down = true;
+	net_close_listeners(net);
+	for (c = net->conns; c != NULL; c = next) {
+		next = c->next;
+		ma_conn_ref(c);
+		if (!c->closing) {
+			const char *line = NULL;
+
+			if (c->connected && c->ops->on_shutdown != NULL)
+				line = c->ops->on_shutdown(c);
+			if (line != NULL && !c->closing) {
+				size_t len = strlen(line);
+
+				(void)ma_conn_write(c, line, len);
+				if (len == 0 || line[len - 1] != '\n')
+					(void)ma_conn_write(c, "\r\n", 2);
+			}
+			ma_conn_close_with(c, MA_CLOSE_SHUTDOWN, "shutdown");
+		}
+		/* Shorter flush bound than a normal close. */
+		if (!c->finalized && c->closing) {
+			ev_timer_stop(net->loop, &c->timer);
+			ev_timer_set(&c->timer, MA_CONN_SHUTDOWN_FLUSH_SECS, 0.);
+			ev_timer_start(net->loop, &c->timer);
+			c->close_started = ev_now(net->loop) -
+				(MA_CONN_CLOSE_FLUSH_SECS - MA_CONN_SHUTDOWN_FLUSH_SECS);
+		}
+		next = c->next;
+		ma_conn_unref(c);
+	}
+}
+
+unsigned ma_net_conn_count(const struct ma_core *core)
+{
+	return core->net == NULL ? 0 : core->net->n_conns;
+}
+
+void ma_net_deinit(struct ma_core *core)
+{
+	struct ma_net *net = core->net;
+
+	if (net == NULL)
+		return;
+	net->shutting_down = true;
+	net_close_listeners(net);
+	while (net->conns != NULL)
+		ma_conn_finalize(net->conns);
+	/* The dirty list holds refs: drop them, the conns are finalized. */
+	while (net->dirty != NULL) {
+		struct ma_conn *c = net->dirty;
+
+		net->dirty = c->dirty_next;
+		c->dirty_next = NULL;
+		c->dirty = false;
+		ma_conn_unref(c);
+	}
+	ev_prepare_stop(net->loop, &net->prepare);
+	ev_idle_stop(net->loop, &net->idle);
+	for (unsigned i = 0; i < net->n_socks; i++) {
+		free(net->socks[i]->addr_text);
+		free(net->socks[i]);
+	}
+	free(net->socks);
+	for (unsigned i = 0; i < net->n_listeners; i++) {
+		free(net->listeners[i]->name);
+		free(net->listeners[i]);
+	}
+	free(net->listeners);
+	for (unsigned i = 0; i < MA_NET_IP_BUCKETS; i++) {
+		while (net->ip_buckets[i] != NULL) {
+			struct ma_ip_count *c = net->ip_buckets[i];
+
+			net->ip_buckets[i] = c->next;
+			free(c);
+		}
+	}
+	ma_tls_ctx_unref(&net->tls);
+	free(net);
+	core->net = NULL;
+}
+
+int ma_net_reload_tls(struct ma_core *core, char **error_r)
+{
+	struct ma_net *net = core->net;
+	struct ma_tls_ctx *ctx;
+
+	*error_r = NULL;
+	if (net == NULL || net->tls_section == NULL)
+		return 0;
+	/* The config tree is immutable, so a reload re-reads the same file
+	 * names: that is what cert renewal (same paths, new files) needs. */
+	ctx = ma_tls_ctx_load(net->tls_section, error_r);
+	if (ctx == NULL)
+		return -1;
+	ma_tls_ctx_unref(&net->tls);
+	net->tls = ctx;
+	ma_info("TLS certificates reloaded");
+	return 0;
+}
+
+size_t ma_net_describe(const struct ma_core *core, char *buf, size_t size)
+{
+	const struct ma_net *net = core->net;
+	size_t pos = 0;
+
+	if (size == 0)
+		return 0;
+	buf[0] = '\0';
+	for (unsigned i = 0; net != NULL && i < net->n_socks && pos < size; i++) {
+		int n = snprintf(buf + pos, size - pos, "%s%s (%s)",
+				 i > 0 ? ", " : "", net->socks[i]->addr_text,
+				 net->socks[i]->listener->name);
+		if (n < 0)
+			break;
+		pos += (size_t)n;
+	}
+	return pos < size ? pos : size - 1;
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# test.sh - the whole test suite, as CI runs it (.ci/run).
+#
+#  1. install missing Debian packages (scripts/deps.sh)
+#  2. build with ASan + UBSan in build-asan/
+#  3. unit tests: meson test (counts from meson-logs/testlog.json)
+#  4. protocol tests: tests/protocol/test_*.py against the ASan daemon
+#  5. auth tests:     tests/auth/test_*.py (PAM through pam_wrapper)
+#  6. client tests:   tests/clients/test_* (fetchmail, ...)
+#
+# Every test script prints "RESULT passed=N failed=M skipped=K" last; a
+# script that dies without it counts as one failure. The last line of this
+# script is "N passed, M failed, K skipped"; exit status 1 if M > 0.
+# Only 127.0.0.1 is used, on ports picked free at run time.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+B=${MA_BUILD_DIR:-$ROOT/build-asan}
+export MA_BUILD_DIR=$B
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+if [ -f "$ROOT/tests/lsan.supp" ]; then
+	export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp}
+fi
+
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1
+
+passed=0
+failed=0
+skipped=0
+failures=()
+
+finish() {
+	echo
+	if [ ${#failures[@]} -gt 0 ]; then
+		echo "failed parts:"
+		printf '  %s\n' "${failures[@]}"
+	fi
+	echo "$passed passed, $failed failed, $skipped skipped"
+	[ "$failed" -eq 0 ]
+	exit $?
+}
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# 1. packages
+section "dependencies"
+if ! bash scripts/deps.sh; then
+	failed=$((failed + 1)); failures+=("scripts/deps.sh")
+fi
+
+# 2. build
+section "build ($B, ASan+UBSan)"
+# GCC's UBSan instrumentation makes -Wformat-truncation and friends see
+# impossible NULLs, so the sanitizer build does not use -Werror; the plain
+# build below (build-tests/) keeps -Werror for real warnings.
+sanopts=(-Db_sanitize=address,undefined -Db_lundef=false -Dwerror=false)
+setup_log=$(mktemp)
+if [ -f "$B/build.ninja" ] &&
+   meson setup --reconfigure "$B" "${sanopts[@]}" >"$setup_log" 2>&1; then
+	setup_rc=0
+else
+	rm -rf "$B"
+	meson setup "$B" "${sanopts[@]}" >"$setup_log" 2>&1
+	setup_rc=$?
+fi
+if [ $setup_rc -ne 0 ]; then
+	tail -30 "$setup_log"
+	rm -f "$setup_log"
+	failed=$((failed + 1)); failures+=("meson setup")
+	finish
+fi
+rm -f "$setup_log"
+if ! timeout 1200 ninja -C "$B"; then
+	failed=$((failed + 1)); failures+=("build (ninja -C $B)")
+	finish
+fi
+
+# 2b. the plain build with -Werror, as every developer builds
+section "build (build-tests, -Werror)"
+P=$ROOT/build-tests
+if [ ! -f "$P/build.ninja" ]; then
+	rm -rf "$P"
+	meson setup "$P" >/dev/null 2>&1 || true
+fi
+if timeout 1200 ninja -C "$P" >"$B/meson-logs/plain-build.txt" 2>&1; then
+	passed=$((passed + 1))
+	echo "plain -Werror build: ok"
+else
+	tail -40 "$B/meson-logs/plain-build.txt"
+	failed=$((failed + 1)); failures+=("plain build with -Werror (ninja -C build-tests)")
+fi
+
+# Adds one script's RESULT line (or its exit status) to the totals.
+count_result() { # name logfile rc
+	local name=$1 log=$2 rc=$3 line p f s
+	line=$(grep -a '^RESULT passed=' "$log" | tail -1)
+	if [ -n "$line" ]; then
+		p=$(sed -n 's/.*passed=\([0-9]*\).*/\1/p' <<<"$line")
+		f=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$line")
+		s=$(sed -n 's/.*skipped=\([0-9]*\).*/\1/p' <<<"$line")
+		passed=$((passed + ${p:-0}))
+		failed=$((failed + ${f:-0}))
+		skipped=$((skipped + ${s:-0}))
+		if [ "${f:-0}" -gt 0 ]; then failures+=("$name ($f failed)"); fi
+		if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+			failed=$((failed + 1)); failures+=("$name (exit $rc)")
+		fi
+	elif [ "$rc" -eq 0 ]; then
+		passed=$((passed + 1))
+	elif [ "$rc" -eq 77 ]; then
+		skipped=$((skipped + 1))
+	else
+		failed=$((failed + 1)); failures+=("$name (exit $rc, no RESULT line)")
+	fi
+}
+
+# 3. unit tests
+section "unit tests (meson test)"
+rm -f "$B/meson-logs/testlog.json"
+timeout 1200 meson test -C "$B" --print-errorlogs --timeout-multiplier 2
+mrc=$?
+if [ -f "$B/meson-logs/testlog.json" ]; then
+	read -r mp mf ms < <("$PY" - "$B/meson-logs/testlog.json" <<'EOF'
+import json, sys
+p = f = s = 0
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line:
+        continue
+    r = json.loads(line).get("result", "")
+    if r in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    elif r == "SKIP":
+        s += 1
+    else:
+        f += 1
+print(p, f, s)
+EOF
+	)
+	passed=$((passed + mp)); failed=$((failed + mf)); skipped=$((skipped + ms))
+	[ "$mf" -gt 0 ] && failures+=("meson test ($mf failed)")
+	if [ "$mrc" -ne 0 ] && [ "$mf" -eq 0 ]; then
+		failed=$((failed + 1)); failures+=("meson test (exit $mrc)")
+	fi
+elif [ "$mrc" -ne 0 ]; then
+	failed=$((failed + 1)); failures+=("meson test (exit $mrc, no testlog)")
+fi
+
+# 4-6. scripts against the real daemon
+run_script() { # path
+	local t=$1 name log rc
+	name=${t#"$ROOT"/}
+	log="$B/meson-logs/$(tr '/' '_' <<<"$name").log"
+	section "$name"
+	case "$t" in
+	*.py) timeout -k 10 600 "$PY" "$t" >"$log" 2>&1; rc=$? ;;
+	*.sh) timeout -k 10 600 bash "$t" >"$log" 2>&1; rc=$? ;;
+	*) return ;;
+	esac
+	cat "$log"
+	[ $rc -eq 124 ] && echo "(timed out after 600s)"
+	count_result "$name" "$log" $rc
+}
+
+for dir in tests/protocol tests/auth tests/clients; do
+	for t in "$ROOT/$dir"/test_*.py "$ROOT/$dir"/test_*.sh; do
+		[ -f "$t" ] && run_script "$t"
+	done
+done
+
+finish

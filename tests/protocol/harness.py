@@ -1,0 +1,739 @@
+"""harness.py - run a real mailaccessd on loopback for the protocol tests.
+
+Owns: locating the build (MA_BUILD_DIR), a throw-away test environment
+(free ports, a CA + server certificate made with certtool, an LMDB store and
+passwd file in a temp dir, users and deliveries through mailaccessctl), a
+daemon whose stderr goes to a file that is scanned for sanitizer reports,
+a small raw POP3 client (poplib caps lines at 2048 bytes and hides the wire
+bytes, so byte-exact checks need our own), and a tiny test runner:
+
+    import harness
+    @harness.test(timeout=30)
+    def test_something():
+        ...
+    harness.main(setup=..., teardown=...)
+
+Each test prints one PASS/FAIL/SKIP line; the last line printed is
+    RESULT passed=N failed=M skipped=K
+which scripts/test.sh adds up. Stdlib only.
+"""
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+# What a sanitizer report looks like in a process's stderr.
+SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:",
+                      "LeakSanitizer", "ERROR: UndefinedBehaviorSanitizer",
+                      "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+
+DEFAULT_TIMEOUT = 10.0  # socket timeout for one read
+
+
+def build_dir():
+    """The build to test: $MA_BUILD_DIR, else build-asan, build-tests, build."""
+    env = os.environ.get("MA_BUILD_DIR")
+    if env:
+        return os.path.abspath(env)
+    for name in ("build-asan", "build-tests", "build"):
+        d = os.path.join(SOURCE_ROOT, name)
+        if os.path.exists(os.path.join(d, "build.ninja")):
+            return d
+    return os.path.join(SOURCE_ROOT, "build")
+
+
+def daemon_path():
+    return os.path.join(build_dir(), "core", "mailaccessd")
+
+
+def ctl_path():
+    return os.path.join(build_dir(), "core", "mailaccessctl")
+
+
+PLUGIN_FILES = {
+    "pop3.so": ("proto-pop3",),
+    "store-lmdb.so": ("backends", "lmdb"),
+    "auth-passwd.so": ("plugins", "auth-passwd"),
+    "auth-pam.so": ("plugins", "auth-pam"),
+}
+
+
+def make_plugin_dir(dest):
+    """A dir of symlinks to the built plugins (only those that exist)."""
+    os.makedirs(dest, mode=0o755, exist_ok=True)
+    for name, sub in PLUGIN_FILES.items():
+        src = os.path.join(build_dir(), *sub, name)
+        link = os.path.join(dest, name)
+        if os.path.lexists(link):
+            os.unlink(link)
+        if os.path.exists(src):
+            os.symlink(src, link)
+    return dest
+
+
+def sanitizer_env(env=None):
+    """Environment with the sanitizer options every process runs under."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+    supp = os.path.join(SOURCE_ROOT, "tests", "lsan.supp")
+    if os.path.exists(supp) and "suppressions" not in env.get("LSAN_OPTIONS", ""):
+        opts = env.get("LSAN_OPTIONS", "")
+        env["LSAN_OPTIONS"] = (opts + ":" if opts else "") + "suppressions=" + supp
+    return env
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in text (with some context), or None."""
+    for pat in SANITIZER_PATTERNS:
+        i = text.find(pat)
+        if i >= 0:
+            start = text.rfind("\n", 0, max(0, i - 200)) + 1
+            return text[start:start + 4000]
+    return None
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the daemon may still race
+    another process for it; Daemon.start() retries with new ports)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------- certs
+
+_cert_cache = {}
+
+
+def make_certs(dest=None):
+    """A CA and a server certificate for localhost/127.0.0.1/::1, made
+    with certtool. Returns dict(ca=, cert=, key=, dir=). Cached per
+    process."""
+    if "certs" in _cert_cache:
+        return _cert_cache["certs"]
+    if dest is None:
+        dest = tempfile.mkdtemp(prefix="ma-certs-")
+    os.makedirs(dest, exist_ok=True)
+    p = lambda n: os.path.join(dest, n)
+    with open(p("ca.tmpl"), "w") as f:
+        f.write('cn = "mailaccess test CA"\nca\ncert_signing_key\n'
+                'crl_signing_key\nexpiration_days = 30\n')
+    with open(p("server.tmpl"), "w") as f:
+        f.write('cn = "localhost"\ndns_name = "localhost"\n'
+                'ip_address = "127.0.0.1"\nip_address = "::1"\n'
+                'tls_www_server\nsigning_key\nencryption_key\n'
+                'expiration_days = 30\n')
+    def run(*args):
+        r = subprocess.run(["certtool", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("certtool %s failed: %s" % (args, r.stderr.decode(errors="replace")))
+    # P-256: the curve every TLS 1.2/1.3 client and GnuTLS priority takes.
+    run("--generate-privkey", "--key-type=ecdsa", "--curve=secp256r1",
+        "--outfile", p("ca-key.pem"))
+    run("--generate-self-signed", "--load-privkey", p("ca-key.pem"),
+        "--template", p("ca.tmpl"), "--outfile", p("ca.pem"))
+    run("--generate-privkey", "--key-type=ecdsa", "--curve=secp256r1",
+        "--outfile", p("key.pem"))
+    run("--generate-certificate", "--load-privkey", p("key.pem"),
+        "--load-ca-certificate", p("ca.pem"), "--load-ca-privkey",
+        p("ca-key.pem"), "--template", p("server.tmpl"),
+        "--outfile", p("cert.pem"))
+    os.chmod(p("key.pem"), 0o600)
+    certs = dict(ca=p("ca.pem"), cert=p("cert.pem"), key=p("key.pem"), dir=dest)
+    _cert_cache["certs"] = certs
+    return certs
+
+
+def client_context(certs=None):
+    """An ssl context that trusts only the test CA and checks the name."""
+    certs = certs or make_certs()
+    ctx = ssl.create_default_context(cafile=certs["ca"])
+    ctx.check_hostname = True
+    return ctx
+
+
+# --------------------------------------------------------------- daemon
+
+_daemons = []  # every Daemon made in this process, checked at the end
+
+
+class DaemonError(Exception):
+    pass
+
+
+def _conf_value(v):
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+class Daemon:
+    """A mailaccessd with its own config, store, users and log.
+
+    listeners: list of dicts {name, tls: none|starttls|implicit,
+               allow_plaintext_auth: bool|None, address}
+    auth: list of (name, dict) auth sections, default passwd.
+    limits / pop3: dicts merged over test-friendly defaults.
+    """
+
+    def __init__(self, name="daemon", listeners=None, auth=None, limits=None,
+                 pop3=None, extra="", env=None, log_level="debug",
+                 preload=None):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="ma-%s-" % name)
+        self.certs = make_certs()
+        self.plugin_dir = make_plugin_dir(os.path.join(self.dir, "plugins"))
+        self.listeners = listeners or [
+            dict(name="pop3", tls="starttls"),
+            dict(name="pop3s", tls="implicit"),
+            dict(name="pop3plain", tls="none"),
+        ]
+        self.users_file = os.path.join(self.dir, "users")
+        self.auth = auth if auth is not None else [
+            ("passwd", {"file": self.users_file, "scheme": "SHA512-CRYPT"})]
+        self.limits = {
+            "max_connections": 200,
+            "max_connections_per_ip": 100,
+            "idle_timeout": "10m",
+            "max_line": "8k",
+            "output_buffer": "256k",
+            "max_message_size": "64M",
+            "auth_fail_delay": "1s",
+            "auth_fail_max_delay": "2s",
+            # every test connects from 127.0.0.1: never lock it out.
+            "auth_fail_lockout": 10000,
+            "auth_fail_window": "5m",
+        }
+        self.limits.update(limits or {})
+        self.pop3 = {"uidl_format": "dovecot"}
+        self.pop3.update(pop3 or {})
+        self.extra = extra
+        self.log_level = log_level
+        self.env = sanitizer_env(env)
+        self.preload = preload
+        self.log_path = os.path.join(self.dir, "mailaccessd.log")
+        self.pid_path = os.path.join(self.dir, "mailaccessd.pid")
+        self.conf_path = os.path.join(self.dir, "mailaccess.conf")
+        self.store_path = os.path.join(self.dir, "mail")
+        os.makedirs(self.store_path, exist_ok=True)
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        if not os.path.exists(self.users_file):
+            fd = os.open(self.users_file, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        self.ports = {}
+        self.proc = None
+        self.exit_code = None
+        self.ctl_reports = []  # sanitizer reports seen in mailaccessctl runs
+        self._log_fh = None
+        self._assign_ports()
+        self.write_config()
+        _daemons.append(self)
+
+    def _assign_ports(self):
+        for l in self.listeners:
+            self.ports[l["name"]] = free_port()
+
+    def port(self, listener):
+        return self.ports[listener]
+
+    def write_config(self):
+        c = []
+        c.append("# written by tests/protocol/harness.py")
+        c.append("plugin_dir = %s" % self.plugin_dir)
+        c.append("state_dir = %s" % os.path.join(self.dir, "state"))
+        c.append("log = stderr")
+        c.append("log_level = %s" % self.log_level)
+        c.append("")
+        c.append("tls {")
+        c.append("  cert = %s" % self.certs["cert"])
+        c.append("  key = %s" % self.certs["key"])
+        c.append("}")
+        for l in self.listeners:
+            c.append("")
+            c.append("listener %s {" % l["name"])
+            c.append("  protocol = %s" % l.get("protocol", "pop3"))
+            c.append("  address = %s" % l.get("address", "127.0.0.1"))
+            c.append("  port = %d" % self.ports[l["name"]])
+            c.append("  tls = %s" % l.get("tls", "none"))
+            if l.get("allow_plaintext_auth") is not None:
+                c.append("  allow_plaintext_auth = %s"
+                         % _conf_value(l["allow_plaintext_auth"]))
+            c.append("}")
+        c.append("")
+        c.append("store {")
+        c.append("  backend = lmdb")
+        c.append("  path = %s" % self.store_path)
+        c.append("  map_size = 256M")
+        c.append("}")
+        for name, kv in self.auth:
+            c.append("")
+            c.append("auth %s {" % name)
+            for k, v in kv.items():
+                c.append("  %s = %s" % (k, _conf_value(v)))
+            c.append("}")
+        c.append("")
+        c.append("limits {")
+        for k, v in self.limits.items():
+            c.append("  %s = %s" % (k, _conf_value(v)))
+        c.append("}")
+        c.append("")
+        c.append("pop3 {")
+        for k, v in self.pop3.items():
+            c.append("  %s = %s" % (k, _conf_value(v)))
+        c.append("}")
+        if self.extra:
+            c.append(self.extra)
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(c) + "\n")
+
+    # -- mailaccessctl
+
+    def ctl(self, *args, input=None, timeout=60, check=True):
+        """Run mailaccessctl -c CONF ARGS; returns CompletedProcess (bytes).
+        A sanitizer report in its stderr is recorded and raises."""
+        cmd = [ctl_path(), "-c", self.conf_path, *args]
+        if isinstance(input, str):
+            input = input.encode()
+        r = subprocess.run(cmd, input=input if input is not None else b"",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=timeout, env=self.env)
+        err = r.stderr.decode(errors="replace")
+        rep = sanitizer_report(err)
+        if rep:
+            self.ctl_reports.append("%s: %s" % (" ".join(args[:2]), rep))
+            raise DaemonError("sanitizer report in mailaccessctl %s:\n%s"
+                              % (" ".join(args[:2]), rep))
+        if check and r.returncode != 0:
+            raise DaemonError("mailaccessctl %s -> exit %d: %s"
+                              % (" ".join(args), r.returncode, err.strip()))
+        return r
+
+    def add_user(self, user, password):
+        return self.ctl("user", "add", user, password)
+
+    def deliver(self, user, message, mailbox=None, check=True):
+        args = ["deliver", user] + ([mailbox] if mailbox else [])
+        return self.ctl(*args, input=message, check=check)
+
+    # -- process
+
+    def start(self, wait=15.0, retries=3):
+        if not os.path.exists(daemon_path()):
+            raise DaemonError("no daemon binary at %s" % daemon_path())
+        last = None
+        for attempt in range(retries):
+            if attempt:
+                self._assign_ports()
+                self.write_config()
+            try:
+                self._start_once(wait)
+                return self
+            except DaemonError as e:
+                last = e
+                if "Address already in use" not in self.log_text() \
+                        and "in use" not in str(e):
+                    break
+        raise last
+
+    def _start_once(self, wait):
+        self._log_fh = open(self.log_path, "ab")
+        env = dict(self.env)
+        if self.preload:
+            env["LD_PRELOAD"] = self.preload
+        self.proc = subprocess.Popen(
+            [daemon_path(), "-c", self.conf_path, "-p", self.pid_path],
+            stdin=subprocess.DEVNULL, stdout=self._log_fh,
+            stderr=self._log_fh, env=env, cwd=self.dir)
+        self.exit_code = None
+        deadline = time.monotonic() + wait
+        pending = set(self.ports.values())
+        while pending:
+            rc = self.proc.poll()
+            if rc is not None:
+                self.exit_code = rc
+                raise DaemonError("mailaccessd exited at startup (rc=%s); "
+                                  "log:\n%s" % (rc, self.log_tail()))
+            for p in list(pending):
+                try:
+                    socket.create_connection(("127.0.0.1", p), timeout=0.5).close()
+                    pending.discard(p)
+                except OSError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                self.kill()
+                raise DaemonError("mailaccessd not listening on %s after %ss; "
+                                  "log:\n%s" % (sorted(pending), wait, self.log_tail()))
+            if pending:
+                time.sleep(0.05)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=15.0):
+        """SIGTERM and wait. Returns the exit code (None if never started).
+        Kills with SIGKILL after timeout and raises."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise DaemonError("mailaccessd did not exit %ss after SIGTERM"
+                                  % timeout)
+        self.exit_code = self.proc.returncode
+        if self._log_fh:
+            self._log_fh.close()
+            self._log_fh = None
+        return self.exit_code
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc is not None:
+            self.exit_code = self.proc.returncode
+        if self._log_fh:
+            self._log_fh.close()
+            self._log_fh = None
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=40):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def problems(self):
+        """Sanitizer reports / bad exit, as a list of strings (empty if
+        clean). Call after stop()."""
+        out = []
+        rep = sanitizer_report(self.log_text())
+        if rep:
+            out.append("sanitizer report in %s log:\n%s" % (self.name, rep))
+        out.extend(self.ctl_reports)
+        if self.exit_code not in (None, 0):
+            out.append("%s exit code %s (expected 0 after SIGTERM); log tail:\n%s"
+                       % (self.name, self.exit_code, self.log_tail()))
+        return out
+
+    # -- clients
+
+    def connect(self, listener, **kw):
+        l = next(x for x in self.listeners if x["name"] == listener)
+        tls = l.get("tls") == "implicit"
+        return Pop3Client(self.port(listener), tls=tls,
+                          ctx=client_context(self.certs), **kw)
+
+
+# --------------------------------------------------------- POP3 client
+
+class ProtocolError(AssertionError):
+    pass
+
+
+class Pop3Client:
+    """Raw POP3 over a socket, for byte-exact and abuse tests."""
+
+    def __init__(self, port, tls=False, ctx=None, host="127.0.0.1",
+                 timeout=DEFAULT_TIMEOUT, greeting=True):
+        self.ctx = ctx
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        self.buf = bytearray()
+        self.greeting = self.readline() if greeting else None
+
+    # low level
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed by server")
+        self.buf += chunk
+
+    def readline(self, limit=1 << 20):
+        """One line including CRLF (bytes)."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i + 1])
+                del self.buf[:i + 1]
+                return line
+            if len(self.buf) > limit:
+                raise ProtocolError("line longer than %d bytes" % limit)
+            self._fill()
+
+    def read_until_eof(self, timeout=10):
+        """Everything until the server closes (bytes)."""
+        self.sock.settimeout(timeout)
+        data = bytearray(self.buf)
+        self.buf = bytearray()
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise
+            except OSError:  # reset, or TLS closed without close_notify
+                return bytes(data)
+            if not chunk:
+                return bytes(data)
+            data += chunk
+
+    def resp(self):
+        """One status line as str (without CRLF)."""
+        return self.readline().decode("utf-8", "replace").rstrip("\r\n")
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.resp()
+
+    def ok(self, line):
+        r = self.cmd(line)
+        if not r.startswith("+OK"):
+            raise ProtocolError("%r -> %r" % (_mask(line), r))
+        return r
+
+    def err(self, line):
+        r = self.cmd(line)
+        if not r.startswith("-ERR"):
+            raise ProtocolError("%r -> %r, expected -ERR" % (_mask(line), r))
+        return r
+
+    def read_multi_raw(self):
+        """The raw bytes of a multi-line body up to and including the
+        terminating '.CRLF' line (still dot-stuffed)."""
+        start = 0
+        while True:
+            if self.buf.startswith(b".\r\n"):
+                del self.buf[:3]
+                return b".\r\n"
+            end = self.buf.find(b"\r\n.\r\n", start)
+            if end >= 0:
+                raw = bytes(self.buf[:end + 5])
+                del self.buf[:end + 5]
+                return raw
+            start = max(0, len(self.buf) - 4)
+            self._fill()
+
+    def read_multi(self):
+        """A multi-line body, dot-unstuffed, without the terminator: the
+        exact octets of e.g. the message (every line ends in CRLF)."""
+        return unstuff(self.read_multi_raw())
+
+    def multi(self, line):
+        """Send a command expecting +OK and a multi-line body: (status, body)."""
+        r = self.ok(line)
+        return r, self.read_multi()
+
+    def lines(self, line):
+        r, body = self.multi(line)
+        return [l.decode() for l in body.split(b"\r\n")[:-1]]
+
+    # sessions
+    def login(self, user, password):
+        self.ok("USER " + user)
+        return self.ok("PASS " + password)
+
+    def stls(self, ctx=None):
+        self.ok("STLS")
+        if self.buf:
+            raise ProtocolError("server sent bytes after +OK to STLS: %r" % self.buf)
+        self.sock = (ctx or self.ctx).wrap_socket(self.sock,
+                                                  server_hostname="localhost")
+
+    def capa(self):
+        return self.lines("CAPA")
+
+    def quit(self):
+        r = self.cmd("QUIT")
+        self.close()
+        return r
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def _mask(line):
+    if line.upper().startswith("PASS "):
+        return "PASS ***"
+    return line
+
+
+def unstuff(raw):
+    """Undo RFC 1939 byte-stuffing of a multi-line body ending '.CRLF'."""
+    assert raw.endswith(b".\r\n"), raw[-20:]
+    body = raw[:-3]
+    out = []
+    for line in body.split(b"\r\n")[:-1] if body else []:
+        if line.startswith(b"."):
+            line = line[1:]
+        out.append(line + b"\r\n")
+    return b"".join(out)
+
+
+def crlf(data):
+    """LF or CRLF input as the server must store it (every line CRLF)."""
+    return re.sub(rb"\r?\n", b"\r\n", data)
+
+
+def b64(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return base64.b64encode(s).decode()
+
+
+# ---------------------------------------------------------------- runner
+
+class Skip(Exception):
+    pass
+
+
+class TestTimeout(Exception):
+    pass
+
+
+_tests = []
+
+
+def test(timeout=30):
+    """Register a test function (runs in definition order)."""
+    def deco(fn):
+        _tests.append((fn.__name__, fn, timeout))
+        return fn
+    if callable(timeout):  # used as @test without arguments
+        fn, timeout = timeout, 30
+        return deco(fn)
+    return deco
+
+
+def _alarm(signum, frame):
+    raise TestTimeout("test timed out")
+
+
+def _run_one(fn, timeout):
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def run(setup=None, teardown=None, title=None, only=None):
+    """Run the registered tests. Returns (passed, failed, skipped)."""
+    title = title or os.path.basename(sys.argv[0])
+    passed = failed = skipped = 0
+    out = sys.stdout
+    tests = [t for t in _tests if not only or t[0] in only]
+    setup_error = None
+    setup_skip = None
+    if setup:
+        try:
+            _run_one(setup, 180)
+        except Skip as e:
+            setup_skip = str(e)
+        except Exception:
+            setup_error = traceback.format_exc()
+            out.write("SETUP FAILED %s\n%s\n" % (title, _indent(setup_error)))
+    for name, fn, timeout in tests:
+        t0 = time.monotonic()
+        if setup_skip is not None:
+            skipped += 1
+            out.write("SKIP %s: %s\n" % (name, setup_skip))
+            continue
+        if setup_error:
+            failed += 1
+            out.write("FAIL %s: setup failed\n" % name)
+            continue
+        try:
+            _run_one(fn, timeout)
+            passed += 1
+            out.write("PASS %s (%.2fs)\n" % (name, time.monotonic() - t0))
+        except Skip as e:
+            skipped += 1
+            out.write("SKIP %s: %s\n" % (name, e))
+        except Exception:
+            failed += 1
+            out.write("FAIL %s (%.2fs)\n%s\n" % (name, time.monotonic() - t0,
+                                                _indent(traceback.format_exc())))
+        out.flush()
+    if teardown:
+        try:
+            _run_one(teardown, 60)
+        except Exception:
+            failed += 1
+            out.write("FAIL teardown\n%s\n" % _indent(traceback.format_exc()))
+    # Every daemon of this file: stopped, exit code, sanitizer reports.
+    for d in _daemons:
+        try:
+            d.stop()
+        except Exception as e:
+            d.problems_extra = str(e)
+        probs = d.problems()
+        if getattr(d, "problems_extra", None):
+            probs.append(d.problems_extra)
+        if probs:
+            failed += 1
+            out.write("FAIL sanitizer/exit check of %s\n%s\n"
+                      % (d.name, _indent("\n".join(probs))))
+        elif d.proc is not None:
+            passed += 1
+            out.write("PASS sanitizer/exit check of %s\n" % d.name)
+    if not failed and not os.environ.get("MA_KEEP_TMP"):
+        for d in _daemons:
+            shutil.rmtree(d.dir, ignore_errors=True)
+        if "certs" in _cert_cache:
+            shutil.rmtree(_cert_cache["certs"]["dir"], ignore_errors=True)
+    elif failed:
+        for d in _daemons:
+            out.write("kept %s (config, log, store) for inspection\n" % d.dir)
+    out.write("%s: %d passed, %d failed, %d skipped\n"
+              % (title, passed, failed, skipped))
+    out.write("RESULT passed=%d failed=%d skipped=%d\n" % (passed, failed, skipped))
+    out.flush()
+    return passed, failed, skipped
+
+
+def main(setup=None, teardown=None):
+    only = sys.argv[1:] or None
+    p, f, s = run(setup, teardown, only=only)
+    sys.exit(1 if f else 0)
+
+
+def _indent(text):
+    return "\n".join("    " + l for l in text.rstrip().splitlines())
