@@ -14,4 +14,7 @@ int ctl_user_main(const char *config_path, int argc, char **argv);
 /* deliver USER [MAILBOX] < message */
 int ctl_deliver_main(const char *config_path, int argc, char **argv);
 
+/* verify [--repair] USER... */
+int ctl_verify_main(const char *config_path, int argc, char **argv);
+
 #endif

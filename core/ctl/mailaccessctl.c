@@ -37,7 +37,8 @@ static void ctl_usage(FILE *out)
 		"commands:\n"
 		"  config check                check the config file and the plugins it names\n"
 		"  user add|del|passwd|list    manage users of the passwd auth source\n"
-		"  deliver USER [MAILBOX]      store a message read from standard input\n",
+		"  deliver USER [MAILBOX]      store a message read from standard input\n"
+		"  verify [--repair] USER...   check (and repair) users' stores\n",
 		MA_CONFIG_FILE);
 }
 
@@ -96,6 +97,7 @@ int main(int argc, char **argv)
 		{ "config", ctl_config_main, "config check" },
 		{ "user", ctl_user_main, "user add|del|passwd|list" },
 		{ "deliver", ctl_deliver_main, "deliver USER [MAILBOX]" },
+		{ "verify", ctl_verify_main, "verify [--repair] USER..." },
 	};
 	for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
 		if (strcmp(argv[i], commands[c].name) != 0)
