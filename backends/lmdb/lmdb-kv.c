@@ -19,6 +19,7 @@
  * fsyncs before mdb_txn_commit() returns.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -113,11 +114,9 @@ static int lmdb_init(struct ma_core *core, const struct ma_config_section *confi
 		*error_r = "store: map_size must be between 1M and half the address space";
 		return -1;
 	}
-	/* The root directory: created if missing (0700, mail is private). */
-	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-		*error_r = "store: cannot create 'path' directory";
-		return -1;
-	}
+	/* The root directory is not created here: init runs in the master,
+	 * possibly as root, and a root-owned 0700 directory would lock the
+	 * unprivileged workers out. It is created on first use (env_open). */
 	struct lmdb_ctx *ctx = ma_malloc0(sizeof(*ctx));
 	ctx->path = ma_strdup(path);
 	ctx->map_size = (size_t)map_size;
@@ -173,6 +172,19 @@ fail:
 	return -1;
 }
 
+/* fsync a directory so a new entry in it survives power loss (LMDB
+ * syncs its files, not the directories that name them). */
+static void lmdb_sync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (fsync(fd) < 0)
+		ma_log(MA_LOG_WARNING, "lmdb: fsync %s: %s", path, strerror(errno));
+	close(fd);
+}
+
 static int lmdb_env_open(void *vctx, const char *user, struct ma_kv_env **env_r,
 			 struct ma_error_info *err)
 {
@@ -194,13 +206,20 @@ static int lmdb_env_open(void *vctx, const char *user, struct ma_kv_env **env_r,
 			return 0;
 		}
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	/* Root dir, then the user's: 0700, mail is private. */
+	if ((mkdir(ctx->path, 0700) < 0 && errno != EEXIST) ||
+	    (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
 		int en = errno;
 		pthread_mutex_unlock(&lmdb_envs_lock);
 		ma_log(MA_LOG_ERROR, "lmdb: mkdir %s: %s", dir, strerror(en));
 		return ma_error_set(err, en == EACCES ? MA_ERR_PERM : MA_ERR_TEMP,
 				    "Cannot create user store");
 	}
+	char datafile[PATH_MAX + 16];
+	struct stat stbuf;
+	snprintf(datafile, sizeof(datafile), "%s/data.mdb", dir);
+	bool fresh = stat(datafile, &stbuf) < 0;
+
 	e = ma_malloc0(sizeof(*e));
 	e->dir = ma_strdup(dir);
 	e->pid = pid;
@@ -210,6 +229,12 @@ static int lmdb_env_open(void *vctx, const char *user, struct ma_kv_env **env_r,
 		free(e->dir);
 		free(e);
 		return -1;
+	}
+	if (fresh) {
+		/* A new user: make the files and directories durable before
+		 * the first commit is acknowledged. */
+		lmdb_sync_dir(dir);
+		lmdb_sync_dir(ctx->path);
 	}
 	e->next = lmdb_envs;
 	lmdb_envs = e;
@@ -249,6 +274,15 @@ static int lmdb_txn_begin(struct ma_kv_env *env, bool write,
 	MDB_txn *txn = NULL;
 	int rc = mdb_txn_begin(env->env, NULL, write ? 0 : MDB_RDONLY, &txn);
 
+	if (rc == MDB_READERS_FULL) {
+		/* Slots of readers that died since the env was opened. */
+		int dead = 0;
+		if (mdb_reader_check(env->env, &dead) == 0 && dead > 0) {
+			ma_log(MA_LOG_NOTICE, "lmdb %s: cleared %d stale readers",
+			       env->dir, dead);
+			rc = mdb_txn_begin(env->env, NULL, write ? 0 : MDB_RDONLY, &txn);
+		}
+	}
 	if (rc == MDB_MAP_RESIZED) {
 		/* Another process grew the map: adopt its size and retry. */
 		if (mdb_env_set_mapsize(env->env, 0) == 0)

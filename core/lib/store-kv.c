@@ -1240,7 +1240,6 @@ static int kvs_mailbox_sync(void *vbox, struct ma_sync_result *res_r,
 	unsigned char start[24], end[24];
 	uint32_t *newuids = NULL;
 	size_t n_new = 0, n_exp = 0, n_chg = 0;
-	uint32_t old_count = box->count;
 	int rc, ret = -1;
 
 	memset(res_r, 0, sizeof(*res_r));
@@ -1341,7 +1340,6 @@ static int kvs_mailbox_sync(void *vbox, struct ma_sync_result *res_r,
 	res_r->changed = box->changed;
 	res_r->n_changed = (unsigned)n_chg;
 	res_r->n_new = (unsigned)added;
-	(void)old_count;
 	ret = 0;
 	goto out;
 abort:
@@ -1572,7 +1570,6 @@ static int kvs_copy(void *vbox, const uint32_t *uids, unsigned n, const char *de
 	for (unsigned i = 0; i < n; i++) {
 		struct ma_msg m;
 		uint64_t kwmask = 0;
-		unsigned char k[24];
 		bool done;
 
 		if (new_uids_r != NULL)
@@ -1607,7 +1604,6 @@ static int kvs_copy(void *vbox, const uint32_t *uids, unsigned n, const char *de
 		changed_dst = true;
 		if (new_uids_r != NULL)
 			new_uids_r[i] = nm.uid;
-		(void)k;
 		if (move) {
 			if (kvs_expunge_one(u, txn, src, uids[i], smodseq, &done, err) < 0)
 				goto fail;
@@ -1990,7 +1986,8 @@ static int kvs_verify(void *vu, bool repair,
 		goto out;
 	if ((rc = kvs_header_get(u, v.txn, &h, err)) < 0)
 		goto fail;
-	if (rc == 0) {
+	bool header_missing = rc == 0;
+	if (header_missing) {
 		kvs_report(&v, "user header missing%s", repair ? " (recreated)" : "");
 		memset(&h, 0, sizeof(h));
 		h.version = KVS_FORMAT_VERSION;
@@ -2058,7 +2055,7 @@ static int kvs_verify(void *vu, bool repair,
 			h.next_mbox_id = max_id + 1;
 		if (repair && kvs_header_put(u, v.txn, &h, err) < 0)
 			goto fail;
-	} else if (rc == 0 && repair && kvs_header_put(u, v.txn, &h, err) < 0) {
+	} else if (header_missing && repair && kvs_header_put(u, v.txn, &h, err) < 0) {
 		goto fail;
 	}
 
