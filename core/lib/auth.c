@@ -64,6 +64,8 @@ struct ma_auth_state {
 	struct auth_fail_entry *fails;	/* AUTH_FAIL_SLOTS */
 	unsigned threads, max_pending;	/* for the pool */
 	pid_t pool_pid;			/* process that made core->pool */
+	unsigned sasl_slot;		/* sasl.c's per-conn object ... */
+	bool have_sasl_slot;		/* ... allocated on first AUTH */
 };
 
 /* ---------- helpers ---------- */
@@ -324,6 +326,19 @@ static void auth_done(void *ctx)
 		    auth_log_safe(req->user, ubuf, sizeof(ubuf)), req->ip, n,
 		    delay);
 	auth_finish(req, MA_AUTH_FAIL, delay);
+}
+
+unsigned ma_auth_sasl_slot(struct ma_core *core)
+{
+	/* No auth state: an impossible slot; sasl.c then allocates anew. */
+	if (core == NULL || core->auth == NULL)
+		return UINT32_MAX;
+	/* Lazily, so plugins' slot numbers do not depend on us. */
+	if (!core->auth->have_sasl_slot) {
+		core->auth->sasl_slot = ma_core_alloc_slot(core);
+		core->auth->have_sasl_slot = true;
+	}
+	return core->auth->sasl_slot;
 }
 
 struct ma_threadpool *ma_auth_pool(struct ma_core *core)

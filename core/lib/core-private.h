@@ -63,6 +63,9 @@ void ma_auth_deinit(struct ma_core *core);
  * fork, so it is made by the process that uses it, on core->loop). Loop
  * thread only. */
 struct ma_threadpool *ma_auth_pool(struct ma_core *core);
+/* The conn slot sasl.c keeps its one exchange object in (reused by every
+ * AUTH on a conn, so repeated AUTH commands do not grow the conn arena). */
+unsigned ma_auth_sasl_slot(struct ma_core *core);
 
 /* ---- threadpool.c ---- */
 /* work() runs on a pool thread; done() runs afterwards on the loop. */

@@ -237,7 +237,16 @@ enum ma_sasl_result ma_sasl_begin(struct ma_conn *conn, const char *mech,
 		return MA_SASL_ERROR;
 	}
 
-	sasl = ma_arena_alloc(ma_conn_arena(conn), sizeof(*sasl));
+	/* One object per conn, reused: a client looping "AUTH PLAIN" / "*"
+	 * must not grow the conn arena. */
+	unsigned slot = ma_auth_sasl_slot(ma_conn_core(conn));
+	sasl = ma_conn_ctx_get(conn, slot);
+	if (sasl == NULL) {
+		sasl = ma_arena_alloc(ma_conn_arena(conn), sizeof(*sasl));
+		ma_conn_ctx_set(conn, slot, sasl);
+	} else {
+		ma_wipe(sasl, sizeof(*sasl));
+	}
 	sasl->conn = conn;
 	sasl->mech = m;
 	sasl->cb = cb;

@@ -24,7 +24,31 @@ static int failures;
 struct ma_conn {
 	struct ma_arena *arena;
 	bool plaintext_ok;
+	void *slot0;
 };
+
+struct ma_core *ma_conn_core(const struct ma_conn *conn)
+{
+	(void)conn;
+	return NULL;
+}
+
+unsigned ma_auth_sasl_slot(struct ma_core *core)
+{
+	(void)core;
+	return 0;
+}
+
+void *ma_conn_ctx_get(const struct ma_conn *conn, unsigned slot)
+{
+	return slot == 0 ? conn->slot0 : NULL;
+}
+
+void ma_conn_ctx_set(struct ma_conn *conn, unsigned slot, void *data)
+{
+	if (slot == 0)
+		conn->slot0 = data;
+}
 
 static int verify_calls;
 static char verify_user[512];
@@ -268,6 +292,16 @@ static void test_exchange(void)
 			    &sasl, &out) == MA_SASL_ERROR);
 	CHECK(verify_calls == 0);
 
+	/* repeated AUTH + cancel does not grow the conn arena */
+	conn.plaintext_ok = true;
+	size_t before = ma_arena_allocated(conn.arena);
+	for (int i = 0; i < 10000; i++) {
+		CHECK(ma_sasl_begin(&conn, "LOGIN", NULL, test_cb, NULL, &sasl,
+				    &out) == MA_SASL_CHALLENGE);
+		CHECK(ma_sasl_continue(sasl, "*", 1, &out) == MA_SASL_CANCELLED);
+	}
+	CHECK(ma_arena_allocated(conn.arena) == before);
+
 	ma_arena_destroy(&conn.arena);
 }
 
@@ -297,12 +331,56 @@ static void test_truncations(void)
 	ma_arena_destroy(&conn.arena);
 }
 
+/* Random lines and random decoded messages: never a crash (run under
+ * ASan), verify only for well-formed input. Deterministic seed. */
+static void test_random(void)
+{
+	struct ma_conn conn = { .arena = ma_arena_create(0), .plaintext_ok = true };
+	struct ma_sasl *sasl;
+	const char *out;
+	unsigned seed = 12345;
+	unsigned char raw[600];
+	char line[1000];
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=*\0 ";
+
+	for (int i = 0; i < 20000; i++) {
+		size_t n = (size_t)(rand_r(&seed) % 64);
+		for (size_t k = 0; k < n; k++)
+			raw[k] = (unsigned char)(rand_r(&seed) % 4 == 0 ? 0 :
+						 rand_r(&seed) % 256);
+		/* raw bytes as a PLAIN message */
+		char user[MA_AUTH_USER_MAX], pass[SASL_PASSWORD_MAX + 1];
+		const char *err;
+		int r = sasl_plain_parse(raw, n, user, pass, &err);
+		if (r == 0)
+			CHECK(user[0] != '\0' && pass[0] != '\0');
+		/* random characters as a client line */
+		size_t m = (size_t)(rand_r(&seed) % 40);
+		for (size_t k = 0; k < m; k++)
+			line[k] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+		reset_verify();
+		enum ma_sasl_result res = ma_sasl_begin(&conn,
+			i % 2 ? "PLAIN" : "LOGIN", NULL, test_cb, NULL, &sasl, &out);
+		CHECK(res == MA_SASL_CHALLENGE);
+		res = ma_sasl_continue(sasl, line, m, &out);
+		CHECK(res != MA_SASL_PENDING || verify_calls == 1);
+		CHECK(res == MA_SASL_PENDING || verify_calls == 0);
+		/* base64 of the random raw bytes */
+		const char *msg = b64(raw, n);
+		res = ma_sasl_continue(sasl, msg, strlen(msg), &out);
+		(void)res;
+	}
+	ma_arena_destroy(&conn.arena);
+}
+
 int main(void)
 {
 	test_plain_parse();
 	test_decode();
 	test_exchange();
 	test_truncations();
+	test_random();
 	if (failures > 0) {
 		fprintf(stderr, "test-sasl: %d failures\n", failures);
 		return 1;

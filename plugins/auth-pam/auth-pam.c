@@ -107,6 +107,9 @@ static enum ma_auth_status pam_source_status(int r)
 	}
 }
 
+static enum ma_auth_status pam_source_lookup(void *vctx, const char *user,
+					     char *user_r);
+
 static enum ma_auth_status pam_source_verify(void *vctx, const char *user,
 					     const char *password, char *user_r)
 {
@@ -140,6 +143,16 @@ static enum ma_auth_status pam_source_verify(void *vctx, const char *user,
 	}
 	pam_end(pamh, r);
 	pthread_mutex_unlock(&pam_source_lock);
+
+	/* pam_unix (and most modules) answer AUTH_ERR for unknown users too.
+	 * If the system does not know the name either, say so, so the next
+	 * source (auth passwd with virtual users) gets its turn whatever the
+	 * order of the `auth` sections. The client sees FAIL either way. */
+	if (st == MA_AUTH_FAIL && (r == PAM_AUTH_ERR || r == PAM_USER_UNKNOWN)) {
+		char canon[MA_AUTH_USER_MAX];
+		if (pam_source_lookup(ctx, user, canon) == MA_AUTH_UNKNOWN_USER)
+			st = MA_AUTH_UNKNOWN_USER;
+	}
 	return st;
 }
 

@@ -86,7 +86,7 @@ struct passwd_ctx {
 	unsigned rounds;
 	unsigned argon2_kib, argon2_passes;
 
-	pthread_mutex_t reload_lock;	/* serialises stat check + reload */
+	pthread_mutex_t reload_lock;	/* serialises reloads and admin rewrites */
 	pthread_rwlock_t lock;		/* guards table */
 	struct passwd_table *table;
 	bool have_stat;
@@ -426,9 +426,9 @@ static bool passwd_stat_same(const struct stat *a, const struct stat *b)
 }
 
 /* Re-reads the file if it changed (or always, with force). -1 if it
- * could not be read (the old table stays). */
-static int passwd_refresh(struct passwd_ctx *ctx, bool force,
-			  const char **error_r)
+ * could not be read (the old table stays). Caller holds reload_lock. */
+static int passwd_refresh_locked(struct passwd_ctx *ctx, bool force,
+				 const char **error_r)
 {
 	struct stat st;
 	int ret = 0;
@@ -436,13 +436,10 @@ static int passwd_refresh(struct passwd_ctx *ctx, bool force,
 	if (!exists)
 		memset(&st, 0, sizeof(st));
 
-	pthread_mutex_lock(&ctx->reload_lock);
 	if (!force && ctx->table != NULL &&
 	    (exists ? ctx->have_stat && passwd_stat_same(&st, &ctx->st) :
-	     !ctx->have_stat)) {
-		pthread_mutex_unlock(&ctx->reload_lock);
+	     !ctx->have_stat))
 		return 0;
-	}
 	const char *error = NULL;
 	struct stat nst;
 	struct passwd_table *t = passwd_read(ctx->file, &nst, &exists, &error);
@@ -463,6 +460,14 @@ static int passwd_refresh(struct passwd_ctx *ctx, bool force,
 				 ctx->file, t->n_users);
 		passwd_table_free(old);
 	}
+	return ret;
+}
+
+static int passwd_refresh(struct passwd_ctx *ctx, bool force,
+			  const char **error_r)
+{
+	pthread_mutex_lock(&ctx->reload_lock);
+	int ret = passwd_refresh_locked(ctx, force, error_r);
 	pthread_mutex_unlock(&ctx->reload_lock);
 	return ret;
 }
@@ -515,8 +520,8 @@ static enum ma_auth_status passwd_lookup(void *vctx, const char *user,
 	struct passwd_ctx *ctx = vctx;
 	char hash[PASSWD_HASH_MAX];
 
-	if (passwd_refresh(ctx, false, NULL) < 0 && ctx->table == NULL)
-		return MA_AUTH_TEMPFAIL;
+	/* On a read error the last good table answers. */
+	(void)passwd_refresh(ctx, false, NULL);
 	if (strlen(user) >= MA_AUTH_USER_MAX ||
 	    !passwd_get(ctx, user, hash, user_r))
 		return MA_AUTH_UNKNOWN_USER;
@@ -617,7 +622,9 @@ static int passwd_write(struct passwd_ctx *ctx, const struct passwd_entry *skip,
 	return 0;
 }
 
-/* Takes the admin lock, re-reads the file. Returns the lock fd or -1. */
+/* Takes the admin lock (flock against other processes, reload_lock so no
+ * thread of ours swaps the table under us), re-reads the file. Returns the
+ * lock fd or -1. */
 static int passwd_admin_begin(struct passwd_ctx *ctx, const char **error_r)
 {
 	int fd = open(ctx->lock_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -630,7 +637,9 @@ static int passwd_admin_begin(struct passwd_ctx *ctx, const char **error_r)
 		close(fd);
 		return -1;
 	}
-	if (passwd_refresh(ctx, true, error_r) < 0) {
+	pthread_mutex_lock(&ctx->reload_lock);
+	if (passwd_refresh_locked(ctx, true, error_r) < 0) {
+		pthread_mutex_unlock(&ctx->reload_lock);
 		close(fd);
 		return -1;
 	}
@@ -640,7 +649,8 @@ static int passwd_admin_begin(struct passwd_ctx *ctx, const char **error_r)
 static int passwd_admin_end(struct passwd_ctx *ctx, int lock_fd, int ret)
 {
 	if (ret == 0)
-		(void)passwd_refresh(ctx, true, NULL);
+		(void)passwd_refresh_locked(ctx, true, NULL);
+	pthread_mutex_unlock(&ctx->reload_lock);
 	close(lock_fd);	/* releases the flock */
 	return ret;
 }
