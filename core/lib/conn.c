@@ -924,6 +924,10 @@ int ma_conn_starttls(struct ma_conn *conn)
 		return -1;
 	/* RFC 2595 section 4 / RFC 3207 section 4.2: nothing the client sent
 	 * before the handshake may be acted on after it. */
+	if (ma_buf_len(&conn->in) > 0)
+		ma_conn_log(conn, MA_LOG_INFO,
+			    "dropped %zu bytes sent after STARTTLS before the handshake",
+			    ma_buf_len(&conn->in));
 	ma_buf_wipe(&conn->in);
 	ma_buf_clear(&conn->in);
 	conn->input_again = false;

@@ -20,6 +20,7 @@
 #include <ev.h>
 
 #include "core-private.h"
+#include "net-private.h"
 
 static int failures;
 
@@ -171,12 +172,29 @@ static void after_cb(struct ma_conn *conn, void *ctx)
 	T.timer_fired++;
 }
 
-static size_t client_read_all(int fd, char *buf, size_t size)
+/* Runs the loop and reads until `needle` arrived (or 3s passed), so a
+ * slow machine does not make the test flaky. */
+static size_t client_read_until(struct ev_loop *loop, int fd, char *buf,
+				size_t size, const char *needle)
 {
-	ssize_t n = recv(fd, buf, size - 1, 0);
+	size_t got = 0;
+	double end = ma_monotonic() + 3;
 
-	buf[n > 0 ? n : 0] = '\0';
-	return n > 0 ? (size_t)n : 0;
+	buf[0] = '\0';
+	while (ma_monotonic() < end && strstr(buf, needle) == NULL) {
+		ssize_t n = recv(fd, buf + got, size - 1 - got, 0);
+
+		if (n > 0) {
+			got += (size_t)n;
+			buf[got] = '\0';
+			continue;
+		}
+		if (n == 0 || got == size - 1)
+			break;
+		ev_run(loop, EVRUN_NOWAIT);
+		usleep(1000);
+	}
+	return got;
 }
 
 static void test_conn_lifecycle(struct ev_loop *loop)
@@ -208,8 +226,7 @@ static void test_conn_lifecycle(struct ev_loop *loop)
 	CHECK(strcmp(ma_conn_listener_name(conn), "t") == 0);
 	CHECK(strcmp(ma_conn_remote_ip(conn), "127.0.0.1") == 0);
 	CHECK(ma_conn_local_port(conn) == port);
-	RUN_UNTIL(loop, false, 0.05);
-	client_read_all(fd, buf, sizeof(buf));
+	client_read_until(loop, fd, buf, sizeof(buf), "\r\n");
 	CHECK(strncmp(buf, "hi ", 3) == 0 && strstr(buf, ma_conn_id(conn)) != NULL);
 	CHECK(send(fd, "hello\n", 6, 0) == 6);
 	RUN_UNTIL(loop, T.got_len == 6, 2);
@@ -322,8 +339,7 @@ static void test_conn_lifecycle(struct ev_loop *loop)
 	RUN_UNTIL(loop, ma_net_conn_count(core) == 0, 3);
 	CHECK(ma_net_conn_count(core) == 0);
 	CHECK(T.closes == 1 && T.last_reason == MA_CLOSE_SHUTDOWN);
-	RUN_UNTIL(loop, false, 0.05);
-	client_read_all(fd, buf, sizeof(buf));
+	client_read_until(loop, fd, buf, sizeof(buf), "bye\r\n");
 	CHECK(strstr(buf, "bye\r\n") != NULL);
 	close(fd);
 	test_core_free(core);
@@ -356,6 +372,45 @@ static void test_deinit_with_conns(struct ev_loop *loop)
 	close(fd);
 }
 
+/* A client that never reads cannot hold a closing conn longer than the
+ * flush bound (2s at shutdown). */
+static void test_flush_bound(struct ev_loop *loop)
+{
+	unsigned port = free_port();
+	char conf[256], *err = NULL;
+	static char chunk[16 * 1024];
+	struct ma_core *core;
+	double t0, dt;
+	int fd, small = 4096;
+
+	snprintf(conf, sizeof(conf),
+		 "listener t {\n protocol = tp\n address = 127.0.0.1\n port = %u\n}\n"
+		 "limits {\n output_buffer = 64k\n}\n", port);
+	core = test_core(conf, loop);
+	CHECK(ma_net_init(core, &err) == 0);
+	CHECK(ma_net_start(core, &err) == 0);
+	memset(&T, 0, sizeof(T));
+	fd = client_connect(port);
+	RUN_UNTIL(loop, T.connects == 1, 2);
+	CHECK(T.connects == 1);
+	/* small kernel buffers on both ends so the socket fills up */
+	(void)setsockopt(T.last->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	for (unsigned i = 0; i < 4; i++)
+		CHECK(ma_conn_write(T.last, chunk, sizeof(chunk)) == 0);
+	RUN_UNTIL(loop, false, 0.2);
+	CHECK(ma_conn_output_pending(T.last) > 0);
+	t0 = ma_monotonic();
+	ma_net_shutdown(core);
+	RUN_UNTIL(loop, ma_net_conn_count(core) == 0, 6);
+	dt = ma_monotonic() - t0;
+	CHECK(ma_net_conn_count(core) == 0);
+	CHECK(dt > 1.5 && dt < 3.5);
+	CHECK(T.closes == 1 && T.last_reason == MA_CLOSE_SHUTDOWN);
+	close(fd);
+	test_core_free(core);
+}
+
 /* max_connections: the third client is closed at once, unanswered. */
 static void test_max_connections(struct ev_loop *loop)
 {
@@ -373,7 +428,10 @@ static void test_max_connections(struct ev_loop *loop)
 	memset(&T, 0, sizeof(T));
 	for (unsigned i = 0; i < 3; i++) {
 		fd[i] = client_connect(port);
-		RUN_UNTIL(loop, false, 0.05);
+		if (i < 2)
+			RUN_UNTIL(loop, T.connects == i + 1, 3);
+		else
+			RUN_UNTIL(loop, false, 0.2);
 	}
 	CHECK(T.connects == 2);
 	CHECK(ma_net_conn_count(core) == 2);
@@ -402,6 +460,9 @@ static void expect_init_error(struct ev_loop *loop, const char *conf,
 	struct ma_core *core = test_core(conf, loop);
 	char *err = NULL;
 
+	/* check-only: validate everything, bind nothing (port 1 may be
+	 * taken, and parallel runs must not collide) */
+	core->flags = MA_CORE_CHECK_ONLY;
 	if (ma_net_init(core, &err) != -1 || err == NULL ||
 	    strstr(err, needle) == NULL) {
 		fprintf(stderr, "FAIL: config error for %s: got %s\n", needle,
@@ -444,6 +505,7 @@ int main(void)
 	test_conn_lifecycle(loop);
 	test_deinit_with_conns(loop);
 	test_max_connections(loop);
+	test_flush_bound(loop);
 	test_config_errors(loop);
 	ev_loop_destroy(loop);
 	if (failures > 0) {

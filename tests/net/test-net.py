@@ -57,9 +57,12 @@ def make_cert(name):
 
 class Client:
     def __init__(self, port, host="127.0.0.1", tls=False, sni=None,
-                 timeout=5):
+                 timeout=5, rcvbuf=None):
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        if rcvbuf:
+            # before connect, so the TCP window stays small
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.buf = b""
@@ -119,6 +122,7 @@ def log_has(text, timeout=3.0):
 
 
 def main():
+    t0 = time.time()
     global PROC, PEM_A, KEY_A
     pem_a, key_a = make_cert("a.test")
     PEM_A, KEY_A = pem_a, key_a
@@ -206,10 +210,16 @@ echo {
     try:
         run_tests(p_plain, p_tls, p_open)
     finally:
-        # shutdown: an open conn gets the protocol's shutdown line
+        # shutdown: an open conn gets the protocol's shutdown line; a
+        # client that does not read does not hold the daemon up for long
         try:
+            hog = Client(p_plain, rcvbuf=4096)
+            hog.line()
+            hog.send(b"BIG 100000000\r\n")
             c = Client(p_plain)
             c.line()
+            time.sleep(0.3)
+            t0 = time.time()
             proc.send_signal(signal.SIGTERM)
             check(c.line() == "-SHUTDOWN", "SIGTERM: open conn gets on_shutdown line")
             check(c.eof(), "SIGTERM: conn closed")
@@ -222,6 +232,11 @@ echo {
             proc.kill()
             rc = -1
         check(rc == 0, "daemon exits 0 after SIGTERM (rc=%d)" % rc)
+        dt = time.time() - t0
+        # (the kernel's send buffer may still take everything: then the
+        # close is immediate; else the 2s flush bound applies)
+        check(dt < 4.5,
+              "shutdown bounded with a non-reading client (%.1fs)" % dt)
         time.sleep(0.2)
         for ln in log_lines:
             if "ERROR" in ln or "runtime error" in ln or "LeakSanitizer" in ln \
@@ -326,6 +341,23 @@ def run_tests(p_plain, p_tls, p_open):
     check(log_has("reason=timeout(tls handshake timeout)"), "handshake timeout logged")
     c.close()
 
+    # --- garbage after STARTTLS, and clients vanishing mid-handshake
+    c = Client(p_plain)
+    c.line()
+    check(c.cmd("STARTTLS") == "+GO", "STARTTLS before garbage")
+    c.send(os.urandom(5000))
+    check(c.eof(), "garbage after STARTTLS: closed")
+    c.close()
+    for _ in range(5):
+        c = Client(p_tls)
+        c.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        c.close()
+        c = Client(p_tls)
+        c.close()
+    c = Client(p_plain)
+    check(c.line().startswith("+HELLO"), "server fine after broken handshakes")
+    c.close()
+
     # --- STARTTLS
     c = Client(p_plain)
     c.line()
@@ -348,6 +380,7 @@ def run_tests(p_plain, p_tls, p_open):
     c.sock.settimeout(0.5)
     c.eof()
     check("INJECTED" not in c.buf.decode("latin-1"), "injected command dropped")
+    check(log_has("dropped 10 bytes sent after STARTTLS"), "drop logged")
     c.close()
 
     # --- SIGHUP reloads certificates; a broken reload keeps the old ones
@@ -394,9 +427,8 @@ def run_tests(p_plain, p_tls, p_open):
     other.close()
 
     # --- backpressure: a client that never reads
-    hog = Client(p_plain)
+    hog = Client(p_plain, rcvbuf=4096)
     hog.line()
-    hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     hog.send(b"BIG 200000000\r\n")
     time.sleep(1.0)
     c = Client(p_plain)
