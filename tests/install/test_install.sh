@@ -22,10 +22,10 @@ lib=$root/$libdir
 check "mailaccessd installed" "[ -x '$root/sbin/mailaccessd' ]"
 check "mailaccessctl installed" "[ -x '$root/bin/mailaccessctl' ]"
 check "libmailaccess.so installed" "[ -e '$lib/libmailaccess.so' ]"
-for p in pop3 store-lmdb auth-passwd auth-pam; do
+for p in pop3 imap store-lmdb auth-passwd auth-pam; do
 	check "plugin $p.so installed" "[ -f '$lib/mailaccess/$p.so' ]"
 done
-for h in mailaccess plugin store kv conn auth config core; do
+for h in mailaccess plugin store kv conn auth config core mime; do
 	check "header mailaccess/$h.h installed" "[ -f '$root/include/mailaccess/$h.h' ]"
 done
 check "pkg-config file installed" "[ -f '$lib/pkgconfig/mailaccess.pc' ]"

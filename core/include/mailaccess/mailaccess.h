@@ -16,5 +16,6 @@
 #include <mailaccess/auth.h>
 #include <mailaccess/store.h>
 #include <mailaccess/kv.h>
+#include <mailaccess/mime.h>
 
 #endif

@@ -1,0 +1,2 @@
+/* test-mime */
+int main(void) { return 77; }

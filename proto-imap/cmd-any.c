@@ -1,0 +1,1 @@
+/* cmd-any.c: to be written */

@@ -1,0 +1,1 @@
+/* cmd-append.c: to be written */

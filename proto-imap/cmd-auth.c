@@ -1,0 +1,1 @@
+/* cmd-auth.c: to be written */

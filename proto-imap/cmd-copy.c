@@ -1,0 +1,1 @@
+/* cmd-copy.c: to be written */

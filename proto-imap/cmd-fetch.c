@@ -1,0 +1,1 @@
+/* cmd-fetch.c: to be written */

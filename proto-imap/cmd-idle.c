@@ -1,0 +1,1 @@
+/* cmd-idle.c: to be written */

@@ -1,0 +1,1 @@
+/* cmd-list.c: to be written */

@@ -1,0 +1,1 @@
+/* cmd-mailbox.c: to be written */

@@ -1,0 +1,1 @@
+/* cmd-search.c: to be written */

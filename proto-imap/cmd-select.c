@@ -1,0 +1,1 @@
+/* cmd-select.c: to be written */

@@ -1,0 +1,1 @@
+/* cmd-store.c: to be written */

@@ -1,0 +1,1 @@
+/* imap-parser.c: to be written */

@@ -1,0 +1,1 @@
+/* imap-plugin.c: to be written */

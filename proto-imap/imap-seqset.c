@@ -1,0 +1,1 @@
+/* imap-seqset.c: to be written */

@@ -1,0 +1,1 @@
+/* imap-session.c: to be written */

@@ -1,0 +1,1 @@
+/* imap-utf7.c: to be written */

@@ -1,0 +1,1 @@
+/* imap-write.c: to be written */
