@@ -317,6 +317,15 @@ int main(int argc, char **argv)
 		exit_code = 1;
 		goto fail_msg;
 	}
+	/* After the drop, so the socket belongs to the user that serves
+	 * mail. Without it sessions still work; only wake-ups from other
+	 * processes (mailaccessctl deliver) wait for the client's next
+	 * command. */
+	if (ma_changebus_ipc_listen(st.core, &err) < 0) {
+		ma_warning("%s; IDLE sessions will not see changes made by other processes at once", err);
+		free(err);
+		err = NULL;
+	}
 
 	loop = ma_core_loop(st.core);
 	ev_signal_init(&st.sigterm, mad_sigterm_cb, SIGTERM);
@@ -340,6 +349,7 @@ int main(int argc, char **argv)
 	ev_signal_stop(loop, &st.sigterm);
 	ev_signal_stop(loop, &st.sigint);
 	ev_signal_stop(loop, &st.sighup);
+	ma_changebus_ipc_close(st.core);
 	ma_info("mailaccessd stopped");
 	if (pidfile != NULL)
 		(void)unlink(pidfile);

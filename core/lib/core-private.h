@@ -14,6 +14,7 @@ struct ma_threadpool;
 struct ma_auth_state;
 struct ma_changebus;
 struct ma_net;
+struct ma_bus_ipc;
 
 struct ma_core {
 	struct ma_config *config;
@@ -35,6 +36,7 @@ struct ma_core {
 	struct ma_auth_state *auth;	/* auth.c */
 	struct ma_changebus *bus;	/* store.c */
 	struct ma_net *net;		/* listener.c: listeners, conns, TLS creds */
+	struct ma_bus_ipc *bus_ipc;	/* changebus-ipc.c */
 	struct ma_threadpool *pool;	/* threadpool.c; created by auth.c */
 
 	unsigned next_slot;
@@ -49,6 +51,19 @@ struct ma_store *ma_store_create(struct ma_core *core,
 void ma_store_destroy(struct ma_store **store);
 void ma_changebus_init(struct ma_core *core);
 void ma_changebus_deinit(struct ma_core *core);
+/* Deliver to this process's subscribers only (what arrives from other
+ * processes); ma_changebus_publish() does this plus the send below. */
+void ma_changebus_publish_local(struct ma_core *core, const char *user,
+				const char *mailbox);
+
+/* ---- changebus-ipc.c: the bus between processes ---- */
+/* Bind <state_dir>/bus/<pid>.sock and feed it into the local bus (daemon
+ * processes, after privileges are dropped). */
+int ma_changebus_ipc_listen(struct ma_core *core, char **error_r);
+void ma_changebus_ipc_close(struct ma_core *core);
+/* Send (user, mailbox) to every other listening process. Any thread. */
+void ma_changebus_ipc_send(struct ma_core *core, const char *user,
+			   const char *mailbox);
 
 /* ---- store-kv.c: the mail level on top of a kv table ---- */
 const struct ma_store_ops *ma_store_kv_mail_ops(void);

@@ -297,8 +297,10 @@ static void core_teardown(struct ma_core *core, unsigned stage,
 		ma_auth_deinit(core);
 	if (stage >= CORE_STAGE_STORE && core->store != NULL)
 		ma_store_destroy(&core->store);
-	if (stage >= CORE_STAGE_BUS)
+	if (stage >= CORE_STAGE_BUS) {
+		ma_changebus_ipc_close(core);
 		ma_changebus_deinit(core);
+	}
 	if (stage >= CORE_STAGE_BUS) {
 		/* Every init() ran (but the store's under CHECK_ONLY): deinit
 		 * in reverse order, even when init() left ctx NULL. */

@@ -780,6 +780,16 @@ void ma_changebus_unsubscribe(struct ma_changebus_sub **subp)
 void ma_changebus_publish(struct ma_core *core, const char *user,
 			  const char *mailbox)
 {
+	if (core == NULL || user == NULL || mailbox == NULL)
+		return;
+	ma_changebus_publish_local(core, user, mailbox);
+	/* Other processes (workers, a daemon beside mailaccessctl deliver). */
+	ma_changebus_ipc_send(core, user, mailbox);
+}
+
+void ma_changebus_publish_local(struct ma_core *core, const char *user,
+				const char *mailbox)
+{
 	struct ma_changebus *bus;
 	struct store_bus_event *e;
 	bool wake = false;
