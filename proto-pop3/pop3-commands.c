@@ -18,8 +18,6 @@
 #define POP3_IN_AUTH (1u << POP3_STATE_AUTHORIZATION)
 #define POP3_IN_TRANS (1u << POP3_STATE_TRANSACTION)
 
-#define POP3_DELETED 0x01u
-#define POP3_RETRIEVED 0x02u
 
 struct pop3_command {
 	const char *name;

@@ -76,8 +76,9 @@ int pop3_write(struct pop3_session *s, const void *data, size_t len)
 	return 0;
 }
 
-static void pop3_vreply(struct pop3_session *s, const char *prefix,
-			const char *fmt, va_list ap)
+static void __attribute__((format(printf, 3, 0)))
+pop3_vreply(struct pop3_session *s, const char *prefix, const char *fmt,
+	    va_list ap)
 {
 	char line[512];
 	int n = snprintf(line, sizeof(line), "%s", prefix);
@@ -89,6 +90,11 @@ static void pop3_vreply(struct pop3_session *s, const char *prefix,
 	n += m;
 	if ((size_t)n > sizeof(line) - 3)
 		n = (int)sizeof(line) - 3;	/* truncated */
+	/* texts from the store or auth must not break the line protocol */
+	for (int i = 0; i < n; i++) {
+		if (line[i] == '\r' || line[i] == '\n')
+			line[i] = ' ';
+	}
 	line[n++] = '\r';
 	line[n++] = '\n';
 	(void)pop3_write(s, line, (size_t)n);
@@ -203,7 +209,7 @@ static int pop3_stream_list(struct pop3_session *s)
 		uint32_t i = s->stream_next;
 		int n;
 
-		if (s->deleted[i] & 1)
+		if ((s->deleted[i] & POP3_DELETED) != 0)
 			continue;
 		if (pop3_ds_full(s))
 			return s->dead ? -1 : 0;
@@ -339,7 +345,6 @@ static void pop3_login(struct pop3_session *s, const char *user)
 		return;
 	}
 	s->uidvalidity = st.uidvalidity;
-	/* bit 0: DELE'd, bit 1: retrieved (\Seen at QUIT) */
 	s->deleted = ma_malloc0(s->count > 0 ? s->count : 1);
 	s->total_size = 0;
 	for (uint32_t i = 0; i < s->count; i++)

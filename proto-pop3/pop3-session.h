@@ -19,6 +19,10 @@ enum pop3_state {
 /* Consecutive bad commands before we hang up. */
 #define POP3_MAX_BAD_COMMANDS 10
 
+/* pop3_session.deleted[] bits */
+#define POP3_DELETED 0x01u	/* DELE'd: invisible, expunged at QUIT */
+#define POP3_RETRIEVED 0x02u	/* RETR'd: gets \Seen at QUIT */
+
 /* What a parked multi-line reply is doing. */
 enum pop3_stream_kind {
 	POP3_STREAM_NONE = 0,
@@ -57,7 +61,7 @@ struct pop3_session {
 	uint32_t count;
 	uint32_t uidvalidity;
 	uint64_t total_size;
-	uint8_t *deleted;		/* count entries */
+	uint8_t *deleted;		/* count entries of POP3_DELETED|RETRIEVED */
 	uint32_t n_deleted;
 	uint64_t deleted_size;
 

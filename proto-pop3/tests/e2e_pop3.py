@@ -221,6 +221,7 @@ def test_timeout_and_shutdown_lines():
         c.login("u@x", PW)
         d.proc.send_signal(15)
         assert c.read_until_eof(10) == b"-ERR Server shutting down\r\n"
+        d.proc.wait(15)  # one SIGTERM only: stop() would send another
     finally:
         d.stop()
         assert not d.problems(), d.problems()
