@@ -190,7 +190,11 @@ static int core_load_all(struct ma_core *core, struct core_init_item **items_r,
 					       : "missing 'backend = NAME'");
 		return -1;
 	}
-	ma_config_mark_used(store);
+	/* Plugins read their own keys in init() with the getters, so a key
+	 * nobody read is a typo ma_config_check_unused() reports. The store's
+	 * init() does not run for a config check: its keys go unchecked then. */
+	if ((core->flags & MA_CORE_CHECK_ONLY) != 0)
+		ma_config_mark_used(store);
 	char *file = core_errorf("store-%s.so", backend);
 	char *what = core_errorf("store backend '%s'", backend);
 	struct ma_loaded_plugin *p = core_load_plugin(core, ma_config_where(store, "backend"),
@@ -212,7 +216,6 @@ static int core_load_all(struct ma_core *core, struct core_init_item **items_r,
 						    : "needs a name, e.g. 'auth passwd {'");
 			goto fail;
 		}
-		ma_config_mark_used(a);
 		file = core_errorf("auth-%s.so", name);
 		what = core_errorf("auth source '%s'", name);
 		p = core_load_plugin(core, ma_config_section_where(a), what, file,
@@ -256,7 +259,6 @@ static int core_load_all(struct ma_core *core, struct core_init_item **items_r,
 				goto fail;
 			}
 			const struct ma_config_section *ps = ma_config_child(root, proto);
-			ma_config_mark_used(ps);
 			CORE_PUSH(p, ps, false);
 		}
 	}

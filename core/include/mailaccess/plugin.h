@@ -47,6 +47,9 @@ struct ma_plugin {
 	const char *version;		/* the plugin's own version */
 	/* Called once after loading, in the main process, before any
 	 * connection. `config` is the plugin's own section (may be NULL).
+	 * Read every key you accept here with the ma_config_get*() getters:
+	 * after init the core reports any key nobody read as unknown, with
+	 * its FILE:LINE, so admins learn of their typos at startup.
 	 * Sets *ctx_r to the plugin's instance data, passed back to every
 	 * op. Return 0, or -1 with *error_r (static or malloc'd-and-leaked
 	 * string is fine: it is logged once and the program exits). */
