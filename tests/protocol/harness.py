@@ -64,6 +64,7 @@ def ctl_path():
 
 PLUGIN_FILES = {
     "pop3.so": ("proto-pop3",),
+    "imap.so": ("proto-imap",),
     "store-lmdb.so": ("backends", "lmdb"),
     "auth-passwd.so": ("plugins", "auth-passwd"),
     "auth-pam.so": ("plugins", "auth-pam"),
@@ -105,12 +106,13 @@ def sanitizer_report(text):
     return None
 
 
-def free_port():
-    """A TCP port free on 127.0.0.1 right now (the daemon may still race
+def free_port(address="127.0.0.1"):
+    """A TCP port free on address right now (the daemon may still race
     another process for it; Daemon.start() retries with new ports)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    fam = socket.AF_INET6 if ":" in address else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
     try:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
     finally:
         s.close()
@@ -161,6 +163,32 @@ def make_certs(dest=None):
     return certs
 
 
+def make_domain_cert(name):
+    """A certificate for DNS name `name` (and *.name's parent if name starts
+    with "*.") signed by the test CA: dict(cert=, key=)."""
+    certs = make_certs()
+    key = "dom-" + re.sub(r"[^A-Za-z0-9.-]", "_", name)
+    if key in _cert_cache:
+        return _cert_cache[key]
+    p = lambda n: os.path.join(certs["dir"], key + n)
+    with open(p(".tmpl"), "w") as f:
+        f.write('cn = "%s"\ndns_name = "%s"\ntls_www_server\nsigning_key\n'
+                'encryption_key\nexpiration_days = 30\n' % (name, name))
+    for args in (["--generate-privkey", "--key-type=ecdsa", "--curve=secp256r1",
+                  "--outfile", p("-key.pem")],
+                 ["--generate-certificate", "--load-privkey", p("-key.pem"),
+                  "--load-ca-certificate", certs["ca"], "--load-ca-privkey",
+                  os.path.join(certs["dir"], "ca-key.pem"), "--template",
+                  p(".tmpl"), "--outfile", p("-cert.pem")]):
+        r = subprocess.run(["certtool", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("certtool failed: %s" % r.stderr.decode(errors="replace"))
+    os.chmod(p("-key.pem"), 0o600)
+    _cert_cache[key] = dict(cert=p("-cert.pem"), key=p("-key.pem"))
+    return _cert_cache[key]
+
+
 def client_context(certs=None):
     """An ssl context that trusts only the test CA and checks the name."""
     certs = certs or make_certs()
@@ -187,15 +215,20 @@ def _conf_value(v):
 class Daemon:
     """A mailaccessd with its own config, store, users and log.
 
-    listeners: list of dicts {name, tls: none|starttls|implicit,
-               allow_plaintext_auth: bool|None, address}
+    listeners: list of dicts {name, protocol (pop3), tls: none|starttls|
+               implicit, allow_plaintext_auth: bool|None, address
+               ("127.0.0.1", "::1", or "127.0.0.1, ::1")}
     auth: list of (name, dict) auth sections, default passwd.
     limits / pop3: dicts merged over test-friendly defaults.
+    extra: config text appended at the end (e.g. an `imap { }` section);
+    tls_extra: lines inside `tls { }` (priority, domain blocks).
+    env: base environment (sanitizer options are added); preload: the
+    daemon's LD_PRELOAD (pam_wrapper).
     """
 
     def __init__(self, name="daemon", listeners=None, auth=None, limits=None,
                  pop3=None, extra="", env=None, log_level="debug",
-                 preload=None):
+                 preload=None, tls_extra=""):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="ma-%s-" % name)
         self.certs = make_certs()
@@ -225,6 +258,7 @@ class Daemon:
         self.pop3 = {"uidl_format": "dovecot"}
         self.pop3.update(pop3 or {})
         self.extra = extra
+        self.tls_extra = tls_extra  # lines inside tls { } (priority, domain blocks)
         self.log_level = log_level
         self.env = sanitizer_env(env)
         self.preload = preload
@@ -248,10 +282,17 @@ class Daemon:
 
     def _assign_ports(self):
         for l in self.listeners:
-            self.ports[l["name"]] = free_port()
+            # "127.0.0.1, ::1": one port on several addresses
+            first = l.get("address", "127.0.0.1").split(",")[0].strip()
+            self.ports[l["name"]] = free_port(first)
 
     def port(self, listener):
         return self.ports[listener]
+
+    def host(self, listener):
+        """The (first) address of a listener."""
+        l = next(x for x in self.listeners if x["name"] == listener)
+        return l.get("address", "127.0.0.1").split(",")[0].strip()
 
     def write_config(self):
         c = []
@@ -264,6 +305,8 @@ class Daemon:
         c.append("tls {")
         c.append("  cert = %s" % self.certs["cert"])
         c.append("  key = %s" % self.certs["key"])
+        if self.tls_extra:
+            c.append(self.tls_extra)
         c.append("}")
         for l in self.listeners:
             c.append("")
@@ -363,7 +406,7 @@ class Daemon:
             stderr=self._log_fh, env=env, cwd=self.dir)
         self.exit_code = None
         deadline = time.monotonic() + wait
-        pending = set(self.ports.values())
+        pending = set((self.host(n), p) for n, p in self.ports.items())
         while pending:
             rc = self.proc.poll()
             if rc is not None:
@@ -372,7 +415,7 @@ class Daemon:
                                   "log:\n%s" % (rc, self.log_tail()))
             for p in list(pending):
                 try:
-                    socket.create_connection(("127.0.0.1", p), timeout=0.5).close()
+                    socket.create_connection(p, timeout=0.5).close()
                     pending.discard(p)
                 except OSError:
                     pass
@@ -382,6 +425,12 @@ class Daemon:
                                   "log:\n%s" % (sorted(pending), wait, self.log_tail()))
             if pending:
                 time.sleep(0.05)
+        # The sockets listen a moment before the daemon's loop (and its
+        # SIGTERM handler) runs; its "started" log line says it is there.
+        while "started" not in self.log_text() and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -443,6 +492,7 @@ class Daemon:
     def connect(self, listener, **kw):
         l = next(x for x in self.listeners if x["name"] == listener)
         tls = l.get("tls") == "implicit"
+        kw.setdefault("host", self.host(listener))
         return Pop3Client(self.port(listener), tls=tls,
                           ctx=client_context(self.certs), **kw)
 

@@ -110,5 +110,57 @@ def test_deliver_lf_and_crlf_read_back():
         c.quit()
 
 
+@test()
+def test_daemon_t_checks_config():
+    r = subprocess.run([harness.daemon_path(), "-c", D.conf_path, "-t"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=D.env, timeout=60)
+    assert r.returncode == 0, r
+    bad = os.path.join(D.dir, "bad-t.conf")
+    with open(bad, "w") as f:
+        f.write("store {\n  backend = nosuchbackend\n}\n")
+    r = subprocess.run([harness.daemon_path(), "-c", bad, "-t"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=D.env, timeout=60)
+    assert r.returncode == 78, (r.returncode, r.stderr)  # EX_CONFIG
+    assert r.stderr.strip()
+    for out in (r.stdout, r.stderr):
+        assert not harness.sanitizer_report(out.decode(errors="replace"))
+
+
+@test(timeout=60)
+def test_daemon_d_backgrounds_and_sigterm_stops():
+    d = harness.Daemon("ctl-bg", listeners=[dict(name="p", tls="none")])
+    log = open(os.path.join(d.dir, "bg.log"), "wb")
+    r = subprocess.run([harness.daemon_path(), "-c", d.conf_path, "-d",
+                        "-p", d.pid_path], stdin=subprocess.DEVNULL,
+                       stdout=log, stderr=log, env=d.env, timeout=30)
+    assert r.returncode == 0, r
+    pid = None
+    for _ in range(100):
+        try:
+            with open(d.pid_path) as f:
+                pid = int(f.read().strip())
+            with d.connect("p") as c:
+                assert c.greeting.startswith(b"+OK")
+            break
+        except (OSError, ValueError, ConnectionError):
+            time.sleep(0.1)
+    assert pid, "no pid file / no listener after -d"
+    os.kill(pid, 15)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("background daemon ignored SIGTERM")
+    log.close()
+    with open(os.path.join(d.dir, "bg.log"), "rb") as f:
+        assert not harness.sanitizer_report(f.read().decode(errors="replace"))
+
+
 if __name__ == "__main__":
     harness.main(setup=setup)
