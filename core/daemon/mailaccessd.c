@@ -299,6 +299,17 @@ int main(int argc, char **argv)
 				 &err);
 	if (st.core == NULL)
 		goto config_error;
+	/* Signal watchers before the sockets listen (ma_net_init): a SIGTERM
+	 * that arrives as soon as the port answers must end the server politely, not by
+	 * the default action. */
+	loop = ma_core_loop(st.core);
+	ev_signal_init(&st.sigterm, mad_sigterm_cb, SIGTERM);
+	ev_signal_init(&st.sigint, mad_sigterm_cb, SIGINT);
+	ev_signal_init(&st.sighup, mad_sighup_cb, SIGHUP);
+	st.sigterm.data = st.sigint.data = st.sighup.data = &st;
+	ev_signal_start(loop, &st.sigterm);
+	ev_signal_start(loop, &st.sigint);
+	ev_signal_start(loop, &st.sighup);
 	if (ma_net_init(st.core, &err) < 0)
 		goto config_error;
 	if (ma_config_check_unused(ma_core_config(st.core), &err) < 0)
@@ -327,14 +338,6 @@ int main(int argc, char **argv)
 		err = NULL;
 	}
 
-	loop = ma_core_loop(st.core);
-	ev_signal_init(&st.sigterm, mad_sigterm_cb, SIGTERM);
-	ev_signal_init(&st.sigint, mad_sigterm_cb, SIGINT);
-	ev_signal_init(&st.sighup, mad_sighup_cb, SIGHUP);
-	st.sigterm.data = st.sigint.data = st.sighup.data = &st;
-	ev_signal_start(loop, &st.sigterm);
-	ev_signal_start(loop, &st.sigint);
-	ev_signal_start(loop, &st.sighup);
 
 	ma_net_describe(st.core, listening, sizeof(listening));
 	ma_info("mailaccessd %s started, listening on %s", MA_VERSION,
