@@ -267,7 +267,8 @@ struct ma_conn *ma_conn_create(struct ma_listener *l, int fd,
 
 static double conn_deadline(const struct ma_conn *conn)
 {
-	double idle = conn->net->idle_timeout;
+	double idle = conn->idle_timeout > 0 ? conn->idle_timeout
+					     : conn->net->idle_timeout;
 
 	if (conn->closing)
 		return conn->close_started + MA_CONN_CLOSE_FLUSH_SECS;
@@ -288,6 +289,13 @@ static void conn_timer_arm(struct ma_conn *conn)
 	ev_timer_stop(loop, &conn->timer);
 	ev_timer_set(&conn->timer, after > 0.001 ? after : 0.001, 0.);
 	ev_timer_start(loop, &conn->timer);
+}
+
+void ma_conn_set_idle_timeout(struct ma_conn *conn, double seconds)
+{
+	conn->idle_timeout = seconds > 0 ? seconds : 0;
+	if (!conn->closing && !conn->finalized)
+		conn_timer_arm(conn);
 }
 
 static void conn_write_final_line(struct ma_conn *conn, const char *line)

@@ -175,6 +175,7 @@ struct ma_conn {
 	ev_io rio, wio;
 	ev_timer timer;		/* idle, handshake and close-flush deadline */
 	double last_activity, started, hs_started, close_started;
+	double idle_timeout;	/* ma_conn_set_idle_timeout(); 0 = the listener's */
 	struct ma_conn_timer *timers;	/* ma_conn_after() */
 
 	struct ma_arena *arena;

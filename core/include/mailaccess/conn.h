@@ -139,6 +139,11 @@ void ma_conn_set_summary(struct ma_conn *conn, const char *text);
 void ma_conn_log(struct ma_conn *conn, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Idle timeout for this conn from now on (seconds; 0 = the configured
+ * limits.idle_timeout). Protocols whose RFC sets a different autologout
+ * time after login use it (IMAP: at least 30 minutes, RFC 3501 5.4). */
+void ma_conn_set_idle_timeout(struct ma_conn *conn, double seconds);
+
 /* Close after flushing pending output (bounded time). Idempotent. */
 void ma_conn_close(struct ma_conn *conn, const char *reason);
 
