@@ -273,6 +273,18 @@ enum imap_parse_result imap_parser_feed(struct imap_parser *p, const unsigned ch
 /* Limits depend on state (tighter before login) and command (APPEND gets
  * max_message_size); the parser asks the session. */
 void imap_parser_reset(struct imap_parser *p);
+/* Added by the session engineer: raw lines for SASL responses and IDLE's
+ * "DONE" (not commands). CMD with *line_r (NUL-terminated, valid until
+ * imap_parser_line_done() or the next feed), MORE, or BAD (line too long:
+ * the rest of it is skipped by the next imap_parser_feed(); NUL or bare CR).
+ * Only call at a command boundary. */
+enum imap_parse_result imap_parser_read_line(struct imap_parser *p,
+					     const unsigned char *data,
+					     size_t len, size_t *consumed_r,
+					     const char **line_r, size_t *len_r,
+					     const char **error_r);
+/* Wipes the line returned by imap_parser_read_line(). */
+void imap_parser_line_done(struct imap_parser *p);
 
 /* ---------------- handlers (cmd-*.c) ---------------- */
 /* imap-session helper: cmd-any.c, cmd-auth.c, cmd-idle.c */
@@ -294,5 +306,40 @@ const char *imap_capability_string(struct imap_session *s);
 
 /* Creates the autocreate special-use mailboxes on first login. */
 void imap_autocreate(struct imap_session *s);
+
+/* Added by the mailbox engineer (cmd-mailbox.c). NO [code] for a failed
+ * mailbox operation, RFC 5530 codes (NONEXISTENT, ALREADYEXISTS, ...). */
+void imap_reply_mailbox_error(struct imap_cmd *cmd, const struct ma_error_info *err);
+/* STATUS items list -> bit mask (-1 on an unknown item); sends
+ * "* STATUS name (...)" from the store's counters (no open). Also used by
+ * LIST ... RETURN (STATUS (...)) (RFC 5819). */
+int imap_status_items_parse(const struct imap_arg *list, uint32_t *items_r);
+int imap_status_send(struct imap_session *s, const char *name, uint32_t items,
+		     struct ma_error_info *err);
+
+
+/* ---------------- session internals (imap-session.c) ----------------
+ * Added by the session engineer for imap-plugin.c, cmd-auth.c and
+ * cmd-idle.c. */
+extern const struct ma_protocol_ops imap_protocol_ops;
+/* Raw-line mode for a running IMAP_CMD_WAIT command: each client line
+ * (without CRLF, NUL-terminated, wiped after the call) goes to fn instead of
+ * the command parser, until fn is cleared (NULL). line == NULL means the
+ * client sent an invalid line (too long, NUL): abort the command. */
+typedef void imap_line_handler(struct imap_cmd *cmd, const char *line, size_t len);
+void imap_cmd_line_mode(struct imap_cmd *cmd, imap_line_handler *fn);
+/* STARTTLS was started: no input until the handshake is done. */
+void imap_session_starttls(struct imap_session *s);
+/* Sends bye (a whole line without CRLF, or NULL) and closes. */
+void imap_session_close(struct imap_session *s, const char *bye, const char *reason);
+
+/* Added by imap-fetch (additive). The running command has told the client
+ * the new flags of these UIDs itself (STORE, a FETCH that set \Seen) or
+ * must not tell it (STORE .SILENT, RFC 3501 6.4.6): the next
+ * imap_sync_report() should send no FETCH (FLAGS) for them on account of
+ * this session's own change. cmd-store.c holds a weak no-op default; the
+ * owner of imap_sync_report() may define the real one. */
+void imap_sync_flags_reported(struct imap_session *s, const uint32_t *uids,
+			      unsigned n);
 
 #endif

@@ -424,8 +424,45 @@ int ma_store_append(struct ma_user *user, const char *mailbox,
 		return -1;
 	if (n == 0 || msgs == NULL)
 		return ma_error_set(err, MA_ERR_BADARGS, "Nothing to append");
-	if (user->store->ops->append(user->h, name, msgs, n, uids_r,
-				     uidvalidity_r, err) < 0)
+	/* Every message gets its parsed-MIME cache here, however it arrives
+	 * (deliver, APPEND, LMTP), so FETCH never parses it again. The
+	 * message is parsed in place; only the array of descriptors is
+	 * copied. A cache too large to keep (cache_max) is left
+	 * out: readers parse the message instead. */
+	const size_t cache_max = (size_t)4 << 20;
+	struct ma_append_msg *copy = NULL;
+	struct ma_arena *arena = NULL;
+	struct ma_buf *bufs = NULL;
+	int rc;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (msgs[i].cache != NULL || msgs[i].data == NULL)
+			continue;
+		if (copy == NULL) {
+			copy = ma_malloc0(n * sizeof(*copy));
+			memcpy(copy, msgs, n * sizeof(*copy));
+			bufs = ma_malloc0(n * sizeof(*bufs));
+			arena = ma_arena_create(16384);
+		}
+		ma_buf_init(&bufs[i], cache_max);
+		struct ma_mime_part *root = ma_mime_parse(arena, msgs[i].data,
+							   msgs[i].size);
+		if (ma_mime_serialize(root, &bufs[i]) == 0) {
+			copy[i].cache = ma_buf_ptr(&bufs[i]);
+			copy[i].cache_size = ma_buf_len(&bufs[i]);
+		}
+		ma_arena_reset(arena);
+	}
+	rc = user->store->ops->append(user->h, name, copy != NULL ? copy : msgs,
+				      n, uids_r, uidvalidity_r, err);
+	if (copy != NULL) {
+		for (unsigned i = 0; i < n; i++)
+			ma_buf_free(&bufs[i]);
+		free(bufs);
+		free(copy);
+		ma_arena_destroy(&arena);
+	}
+	if (rc < 0)
 		return -1;
 	store_publish(user, name);
 	return 0;
