@@ -337,8 +337,8 @@ void imap_session_close(struct imap_session *s, const char *bye, const char *rea
  * the new flags of these UIDs itself (STORE, a FETCH that set \Seen) or
  * must not tell it (STORE .SILENT, RFC 3501 6.4.6): the next
  * imap_sync_report() should send no FETCH (FLAGS) for them on account of
- * this session's own change. cmd-store.c holds a weak no-op default; the
- * owner of imap_sync_report() may define the real one. */
+ * this session's own change. Defined beside imap_sync_report()
+ * (cmd-select.c). */
 void imap_sync_flags_reported(struct imap_session *s, const uint32_t *uids,
 			      unsigned n);
 

@@ -276,7 +276,12 @@ const char *imap_capability_string(struct imap_session *s)
 
 	ma_buf_init(&b, sizeof(p->capability) - 1);
 	(void)ma_buf_printf(&b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
-			    "NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE");
+			    "NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE "
+			    "CREATE-SPECIAL-USE STATUS=SIZE APPENDLIMIT=%llu",
+			    (unsigned long long)s->set->max_message_size);
+	/* LIST-EXTENDED (RFC 5258) is not advertised: the selection options
+	 * SUBSCRIBED and SPECIAL-USE and several RETURN options work, but
+	 * RECURSIVEMATCH and REMOTE, which the RFC requires, do not yet. */
 	if (s->state == IMAP_STATE_NOT_AUTH) {
 		/* RFC 3501 6.2.3 / RFC 2595: no AUTH= and LOGINDISABLED
 		 * while a password would travel in the clear */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo.sh - build mailaccess and run a demo POP3 server on 127.0.0.1.
+# demo.sh - build mailaccess and run a demo POP3 + IMAP server on 127.0.0.1.
 #
 #   bash scripts/demo.sh         build, set up .demo/, (re)start the daemon
 #   bash scripts/demo.sh stop    stop it
@@ -7,8 +7,9 @@
 # Everything lives in .demo/ (git-ignored): a test CA and a certificate for
 # localhost, mailaccess.conf, the passwd file (demo@example.com / demo), the
 # LMDB store and the daemon's log and pid file. Ports are unprivileged so a
-# system POP3 server is never disturbed: STLS on 1110, implicit TLS on 1995
-# (override with POP3_PORT / POP3S_PORT). Rerunning stops the old daemon
+# system mail server is never disturbed: POP3 STLS on 1110, POP3S on 1995,
+# IMAP STARTTLS on 1143, IMAPS on 1993 (override with POP3_PORT,
+# POP3S_PORT, IMAP_PORT, IMAPS_PORT). Rerunning stops the old daemon
 # first; the store (and the mail in it) is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ B=${MA_BUILD_DIR:-$ROOT/build}
 DEMO=$ROOT/.demo
 POP3_PORT=${POP3_PORT:-1110}
 POP3S_PORT=${POP3S_PORT:-1995}
+IMAP_PORT=${IMAP_PORT:-1143}
+IMAPS_PORT=${IMAPS_PORT:-1993}
 USER_NAME=demo@example.com
 USER_PASS=demo
 PIDFILE=$DEMO/mailaccessd.pid
@@ -61,7 +64,7 @@ if [ ! -f "$B/build.ninja" ]; then
 fi
 # Only what the demo runs, so a half-finished part elsewhere in the tree
 # does not stop it.
-ninja -C "$B" core/mailaccessd core/mailaccessctl proto-pop3/pop3.so \
+ninja -C "$B" core/mailaccessd core/mailaccessctl proto-pop3/pop3.so proto-imap/imap.so \
 	backends/lmdb/store-lmdb.so plugins/auth-passwd/auth-passwd.so \
 	plugins/auth-pam/auth-pam.so
 DAEMON=$B/core/mailaccessd
@@ -106,7 +109,7 @@ fi
 
 # The loader refuses group/other-writable plugin files; symlinks to the
 # build output (mode 755) are fine.
-for so in proto-pop3/pop3.so backends/lmdb/store-lmdb.so \
+for so in proto-pop3/pop3.so proto-imap/imap.so backends/lmdb/store-lmdb.so \
           plugins/auth-passwd/auth-passwd.so plugins/auth-pam/auth-pam.so; do
 	ln -sfn "$B/$so" "$DEMO/plugins/$(basename "$so")"
 done
@@ -134,6 +137,20 @@ listener pop3s {
   protocol = pop3
   address = 127.0.0.1
   port = $POP3S_PORT
+  tls = implicit
+}
+
+listener imap {
+  protocol = imap
+  address = 127.0.0.1
+  port = $IMAP_PORT
+  tls = starttls
+}
+
+listener imaps {
+  protocol = imap
+  address = 127.0.0.1
+  port = $IMAPS_PORT
   tls = implicit
 }
 
@@ -178,22 +195,22 @@ Hello,
 
 this message was delivered with
   $CTL_SHOWN -c .demo/mailaccess.conf deliver $USER_NAME < message
-and you are reading it over POP3.
+and you are reading it over POP3 or IMAP.
 EOF
 fi
 
 # 5. start the daemon in the background
-for p in "$POP3_PORT" "$POP3S_PORT"; do
+for p in "$POP3_PORT" "$POP3S_PORT" "$IMAP_PORT" "$IMAPS_PORT"; do
 	if port_open "$p"; then
 		say "demo: port $p on 127.0.0.1 is taken by another program;" \
-		    "set POP3_PORT / POP3S_PORT" >&2
+		    "set POP3_PORT / POP3S_PORT / IMAP_PORT / IMAPS_PORT" >&2
 		exit 1
 	fi
 done
 setsid "$DAEMON" -c "$CONF" -p "$PIDFILE" </dev/null >>"$LOG" 2>&1 &
 dpid=$!
 for _ in $(seq 1 100); do
-	if port_open "$POP3_PORT" && port_open "$POP3S_PORT"; then break; fi
+	if port_open "$POP3_PORT" && port_open "$POP3S_PORT" && port_open "$IMAPS_PORT"; then break; fi
 	if ! kill -0 "$dpid" 2>/dev/null; then break; fi
 	sleep 0.1
 done
@@ -209,6 +226,8 @@ cat <<EOF
 mailaccess is running (pid $dpid), log: .demo/mailaccessd.log
   POP3 + STLS      127.0.0.1:$POP3_PORT
   POP3S (TLS)      127.0.0.1:$POP3S_PORT
+  IMAP + STARTTLS  127.0.0.1:$IMAP_PORT
+  IMAPS (TLS)      127.0.0.1:$IMAPS_PORT
   user / password  $USER_NAME / $USER_PASS
   CA certificate   .demo/tls/ca.pem
 
@@ -223,6 +242,11 @@ Python:
 p = poplib.POP3_SSL("localhost", $POP3S_PORT, context=ssl.create_default_context(cafile=".demo/tls/ca.pem"))
 p.user("$USER_NAME"); p.pass_("$USER_PASS"); print(p.stat())
 print(b"\n".join(p.retr(1)[1]).decode()); p.quit()'
+
+IMAP with Python:
+  python3 -c 'import imaplib, ssl
+m = imaplib.IMAP4_SSL("localhost", $IMAPS_PORT, ssl_context=ssl.create_default_context(cafile=".demo/tls/ca.pem"))
+m.login("$USER_NAME", "$USER_PASS"); print(m.select("INBOX")); print(m.fetch("1", "(ENVELOPE)")); m.logout()'
 
 Deliver more mail:
   $CTL_SHOWN -c .demo/mailaccess.conf deliver $USER_NAME < message.eml
