@@ -13,27 +13,6 @@
 #include "core-private.h"
 #include "mime-private.h"
 
-static const char *mime_date_cfws(const char *p)
-{
-	for (;;) {
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p != '(')
-			return p;
-		int depth = 0;
-		for (; *p != '\0'; p++) {
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-			else if (*p == '(')
-				depth++;
-			else if (*p == ')' && --depth == 0) {
-				p++;
-				break;
-			}
-		}
-	}
-}
-
 static bool mime_is_alpha(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -88,20 +67,20 @@ int ma_mime_parse_date(const char *s, int64_t *t_r, int32_t *tz_minutes_r)
 	*tz_minutes_r = 0;
 	if (s == NULL)
 		return -1;
-	p = mime_date_cfws(s);
+	p = mime_skip_cfws(s);
 	/* Optional day of week, with or without the comma. */
 	if (mime_is_alpha(*p)) {
 		while (mime_is_alpha(*p))
 			p++;
-		p = mime_date_cfws(p);
+		p = mime_skip_cfws(p);
 		if (*p == ',')
-			p = mime_date_cfws(p + 1);
+			p = mime_skip_cfws(p + 1);
 	}
 	if ((day = mime_date_num(&p, 2, NULL)) < 1 || day > 31)
 		return -1;
-	p = mime_date_cfws(p);
+	p = mime_skip_cfws(p);
 	if (*p == '-')
-		p = mime_date_cfws(p + 1);
+		p = mime_skip_cfws(p + 1);
 	w = p;
 	while (mime_is_alpha(*p))
 		p++;
@@ -112,9 +91,9 @@ int ma_mime_parse_date(const char *s, int64_t *t_r, int32_t *tz_minutes_r)
 			month = i + 1;
 	if (month == 0)
 		return -1;
-	p = mime_date_cfws(p);
+	p = mime_skip_cfws(p);
 	if (*p == '-')
-		p = mime_date_cfws(p + 1);
+		p = mime_skip_cfws(p + 1);
 	if ((year = mime_date_num(&p, 4, &nd)) < 0)
 		return -1;
 	if (nd == 2)
@@ -123,23 +102,23 @@ int ma_mime_parse_date(const char *s, int64_t *t_r, int32_t *tz_minutes_r)
 		year += 1900;
 	else if (nd == 1)
 		return -1;
-	p = mime_date_cfws(p);
+	p = mime_skip_cfws(p);
 	if ((hour = mime_date_num(&p, 2, NULL)) < 0 || hour > 23)
 		return -1;
-	p = mime_date_cfws(p);
+	p = mime_skip_cfws(p);
 	if (*p != ':')
 		return -1;
-	p = mime_date_cfws(p + 1);
+	p = mime_skip_cfws(p + 1);
 	if ((min = mime_date_num(&p, 2, NULL)) < 0 || min > 59)
 		return -1;
-	p = mime_date_cfws(p);
+	p = mime_skip_cfws(p);
 	if (*p == ':') {
-		p = mime_date_cfws(p + 1);
+		p = mime_skip_cfws(p + 1);
 		if ((sec = mime_date_num(&p, 2, NULL)) < 0 || sec > 60)
 			return -1;
 		if (sec == 60)
 			sec = 59;	/* leap second: keep it in the minute */
-		p = mime_date_cfws(p);
+		p = mime_skip_cfws(p);
 	}
 	if (*p == '+' || *p == '-') {
 		const char *z = p + 1;

@@ -100,7 +100,7 @@ const char *ma_mime_header_get(struct ma_arena *a, const unsigned char *hdr,
 
 /* ---------------- parameter grammar ---------------- */
 
-static const char *mime_skip_cfws(const char *p)
+const char *mime_skip_cfws(const char *p)
 {
 	for (;;) {
 		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')

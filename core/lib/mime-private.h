@@ -41,5 +41,8 @@ void mime_parse_ctype(struct ma_arena *a, const char *value, const char **type_r
 
 /* Appends U+FFFD to out (-1 if full). */
 int mime_put_replacement(struct ma_buf *out);
+/* Skips RFC 5322 CFWS (white space, folding, nested comments with
+ * quoted-pairs; an unterminated comment runs to the end). mime-parse.c. */
+const char *mime_skip_cfws(const char *p);
 
 #endif
