@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(meson ninja-build gcc pkg-config libgnutls28-dev libev-dev liblmdb-dev
       libpam0g-dev libcrypt-dev libargon2-dev libpam-wrapper gnutls-bin
-      fetchmail python3 clang lmdb-utils)
+      fetchmail python3 clang lmdb-utils swaks postfix)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -32,6 +32,13 @@ if [ "$(id -u)" -ne 0 ]; then
 	fi
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is only a test peer (tests/lmtp/test_postfix.py runs a private
+# instance on loopback): install it without a system configuration, so no
+# system MTA is set up or started.
+if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
+	printf '%s\n' "postfix postfix/main_mailer_type select No configuration" \
+		"postfix postfix/mailname string localhost" | $sudo debconf-set-selections
+fi
 # One update per run: a fresh image has no package lists at all.
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -49,6 +49,7 @@ struct auth_request {
 	bool timer_armed;
 
 	enum ma_auth_status status;
+	bool lookup;			/* ma_auth_lookup(): no password */
 	const char *source;		/* plugin name that answered */
 	char user[MA_AUTH_USER_MAX];
 	char user_r[MA_AUTH_USER_MAX];
@@ -285,7 +286,8 @@ static void auth_work(void *ctx)
 {
 	struct auth_request *req = ctx;
 	req->status = auth_run_sources(req->state->core, req->user,
-				       req->password, true, req->user_r,
+				       req->lookup ? NULL : req->password,
+				       !req->lookup, req->user_r,
 				       &req->source);
 	ma_wipe(req->password, sizeof(req->password));
 }
@@ -297,6 +299,18 @@ static void auth_done(void *ctx)
 	double now = ev_now(st->core->loop);
 	char ubuf[MA_AUTH_USER_MAX];
 
+	if (req->lookup) {
+		/* Delivery lookups: no failure table, no delay. */
+		if (req->status == MA_AUTH_TEMPFAIL)
+			ma_conn_log(req->conn, MA_LOG_WARNING,
+				    "user lookup temporary failure user=%s source=%s",
+				    auth_log_safe(req->user, ubuf, sizeof(ubuf)),
+				    req->source);
+		auth_finish(req, req->status == MA_AUTH_OK ||
+			    req->status == MA_AUTH_TEMPFAIL ? req->status :
+			    MA_AUTH_FAIL, 0);
+		return;
+	}
 	switch (req->status) {
 	case MA_AUTH_OK:
 		/* The user got in: forget their failures (the IP's stay, so
@@ -412,6 +426,41 @@ void ma_auth_verify(struct ma_conn *conn, const char *user,
 		ma_conn_log(conn, MA_LOG_WARNING,
 			    "auth temporary failure: too many pending checks ip=%s",
 			    req->ip);
+		auth_finish(req, MA_AUTH_TEMPFAIL, 0);
+	}
+}
+
+void ma_auth_lookup(struct ma_conn *conn, const char *user,
+		    ma_auth_callback *cb, void *ctx)
+{
+	struct ma_core *core = ma_conn_core(conn);
+	struct ma_auth_state *st = core->auth;
+	struct auth_request *req = ma_malloc0(sizeof(*req));
+	size_t ulen = user != NULL ? strlen(user) : 0;
+
+	req->state = st;
+	req->conn = conn;
+	ma_conn_ref(conn);
+	req->cb = cb;
+	req->cb_ctx = ctx;
+	req->lookup = true;
+	req->source = "-";
+	req->next = st->requests;
+	if (st->requests != NULL)
+		st->requests->prev = req;
+	st->requests = req;
+	const char *ip = ma_conn_remote_ip(conn);
+	snprintf(req->ip, sizeof(req->ip), "%s", ip != NULL ? ip : "-");
+	/* Names that cannot exist: answer without bothering a source. */
+	if (ulen == 0 || ulen >= sizeof(req->user)) {
+		auth_finish(req, MA_AUTH_FAIL, 0);
+		return;
+	}
+	memcpy(req->user, user, ulen);
+	if (ma_threadpool_try_submit(ma_auth_pool(core), auth_work, auth_done,
+				     req) < 0) {
+		ma_conn_log(conn, MA_LOG_WARNING,
+			    "user lookup temporary failure: too many pending checks");
 		auth_finish(req, MA_AUTH_TEMPFAIL, 0);
 	}
 }

@@ -221,7 +221,13 @@ struct ma_conn *ma_conn_create(struct ma_listener *l, int fd,
 		       &conn->remote_port);
 	conn->remote_loopback = conn_addr_is_loopback(remote);
 	memset(&local, 0, sizeof(local));
-	if (getsockname(fd, (struct sockaddr *)&local, &sl) == 0) {
+	if (remote->ss_family == AF_UNIX) {
+		/* A UNIX socket peer is on this host by definition: it is
+		 * "unix" in logs and counts as loopback (plaintext auth). */
+		snprintf(conn->remote_ip, sizeof(conn->remote_ip), "unix");
+		snprintf(conn->local_ip, sizeof(conn->local_ip), "unix");
+		conn->remote_loopback = conn->local_loopback = true;
+	} else if (getsockname(fd, (struct sockaddr *)&local, &sl) == 0) {
 		conn_addr_text(&local, conn->local_ip, sizeof(conn->local_ip),
 			       &conn->local_port);
 		conn->local_loopback = conn_addr_is_loopback(&local);
@@ -237,7 +243,8 @@ struct ma_conn *ma_conn_create(struct ma_listener *l, int fd,
 	}
 	/* We cork ourselves (one flush per loop turn); Nagle would only add
 	 * latency to every reply. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (remote->ss_family != AF_UNIX)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	ev_io_init(&conn->rio, conn_read_cb, fd, EV_READ);
 	conn->rio.data = conn;

@@ -21,16 +21,28 @@
  *   yet); refusals are logged at most once per second.
  * - With MA_CORE_CHECK_ONLY nothing is bound (the daemon may be running)
  *   but every value, and the TLS certificates, are still checked.
+ * - UNIX sockets (`path = /run/mailaccess/lmtp` instead of address/port,
+ *   for an MTA on the same host: LMTP): `mode` (octal, default 0660),
+ *   optional `user`/`group` owning the socket (set while still root). A
+ *   leftover socket file is removed at bind only if nobody answers on it
+ *   (a second daemon must not steal a live socket) and only if it is a
+ *   socket (never a regular file a typo points at). Such connections
+ *   report remote_ip "unix", count as loopback and are not subject to
+ *   max_connections_per_ip (they all share one "address").
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "net-private.h"
@@ -207,6 +219,11 @@ static void net_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			close(fd);
 			continue;
 		}
+		/* UNIX peers have no address to count by (the local MTA). */
+		if (ss.ss_family == AF_UNIX) {
+			(void)ma_conn_create(ls->listener, fd, &ss);
+			continue;
+		}
 		net_ip_key(&ss, key);
 		if (net_ip_acquire(net, key, net->max_connections_per_ip) >
 		    net->max_connections_per_ip) {
@@ -338,6 +355,146 @@ fail:
 	return -1;
 }
 
+/* A socket file left by a daemon that died: remove it, but only if it is
+ * a socket and nobody accepts on it. 0 = path free now, -1 = error. */
+static int net_unix_clear_stale(const char *path, const struct sockaddr_un *sun,
+				char **error_r, const char *where,
+				const char *name)
+{
+	struct stat st;
+	int fd, ret;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISSOCK(st.st_mode)) {
+		*error_r = net_strerror_dup("%s: listener %s: %s exists and is not a socket",
+					    where, name, path);
+		return -1;
+	}
+	/* Non-blocking: a live daemon with a full backlog answers EAGAIN
+	 * instead of blocking us; only ECONNREFUSED means nobody is there. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	ret = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	int saved = errno;
+	close(fd);
+	if (ret == 0 || saved != ECONNREFUSED) {
+		*error_r = net_strerror_dup("%s: listener %s: %s: in use by another process",
+					    where, name, path);
+		return -1;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -1;
+	return 0;
+}
+
+static int net_bind_unix(struct ma_net *net, struct ma_listener *l,
+			 const struct ma_config_section *s, const char *path,
+			 bool check_only, char **error_r)
+{
+	const char *where = ma_config_where(s, "path");
+	const char *modestr = ma_config_get(s, "mode", "0660");
+	const char *user = ma_config_get(s, "user", NULL);
+	const char *group = ma_config_get(s, "group", NULL);
+	struct sockaddr_un sun;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	unsigned long mode;
+	char *end = NULL;
+	struct stat st;
+	int fd = -1;
+
+	if (ma_config_get(s, "address", NULL) != NULL ||
+	    ma_config_get(s, "port", NULL) != NULL) {
+		*error_r = net_strerror_dup("%s: listener %s: path and address/port exclude each other",
+					    where, l->name);
+		return -1;
+	}
+	if (path[0] != '/' || strlen(path) >= sizeof(sun.sun_path)) {
+		*error_r = net_strerror_dup("%s: listener %s: path must be absolute and shorter than %zu bytes",
+					    where, l->name, sizeof(sun.sun_path));
+		return -1;
+	}
+	errno = 0;
+	mode = strtoul(modestr, &end, 8);
+	if (errno != 0 || end == modestr || *end != '\0' || mode > 0777) {
+		*error_r = net_strerror_dup("%s: listener %s: mode must be octal like 0660",
+					    ma_config_where(s, "mode"), l->name);
+		return -1;
+	}
+	if (user != NULL) {
+		struct passwd *pw = getpwnam(user);
+
+		if (pw == NULL) {
+			*error_r = net_strerror_dup("%s: listener %s: unknown user '%s'",
+						    ma_config_where(s, "user"), l->name, user);
+			return -1;
+		}
+		uid = pw->pw_uid;
+	}
+	if (group != NULL) {
+		struct group *gr = getgrnam(group);
+
+		if (gr == NULL) {
+			*error_r = net_strerror_dup("%s: listener %s: unknown group '%s'",
+						    ma_config_where(s, "group"), l->name, group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (check_only)
+		return 0;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (net_unix_clear_stale(path, &sun, error_r, where, l->name) < 0) {
+		if (*error_r != NULL)
+			return -1;
+		goto fail;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) < 0)
+		goto fail;
+	/* chmod/chown the path (not fchmod: on Linux the socket inode's
+	 * permissions are what connect(2) checks). */
+	if (chmod(path, (mode_t)mode) < 0)
+		goto fail_unlink;
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0)
+		goto fail_unlink;
+	if (stat(path, &st) < 0)
+		goto fail_unlink;
+	if (listen(fd, MA_LISTEN_BACKLOG) < 0)
+		goto fail_unlink;
+
+	struct ma_listen_sock *ls = ma_malloc0(sizeof(*ls));
+	ls->fd = fd;
+	ls->listener = l;
+	ls->addr_text = ma_strdup(path);
+	ls->unix_path = ma_strdup(path);
+	ls->unix_dev = st.st_dev;
+	ls->unix_ino = st.st_ino;
+	ev_io_init(&ls->io, net_accept_cb, fd, EV_READ);
+	net->socks = ma_realloc(net->socks, sizeof(*net->socks) * (net->n_socks + 1));
+	net->socks[net->n_socks++] = ls;
+	return 0;
+fail_unlink:
+	*error_r = net_strerror_dup("%s: listener %s: %s: %s", where, l->name,
+				    path, strerror(errno));
+	(void)unlink(path);
+	close(fd);
+	return -1;
+fail:
+	*error_r = net_strerror_dup("%s: listener %s: %s: %s", where, l->name,
+				    path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
 static int net_read_listener(struct ma_net *net, const struct ma_config_section *s,
 			     char **error_r)
 {
@@ -391,6 +548,9 @@ static int net_read_listener(struct ma_net *net, const struct ma_config_section 
 	if (ma_config_get_bool(s, "allow_plaintext_auth", false,
 			       &l->allow_plaintext_auth, error_r) < 0)
 		return -1;
+	const char *path = ma_config_get(s, "path", NULL);
+	if (path != NULL)
+		return net_bind_unix(net, l, s, path, check_only, error_r);
 	if (ma_config_get_uint(s, "port", 0, 65535, &port, error_r) < 0)
 		return -1;
 	if (port == 0) {
@@ -566,8 +726,19 @@ void ma_net_deinit(struct ma_core *core)
 	ev_prepare_stop(net->loop, &net->prepare);
 	ev_idle_stop(net->loop, &net->idle);
 	for (unsigned i = 0; i < net->n_socks; i++) {
-		free(net->socks[i]->addr_text);
-		free(net->socks[i]);
+		struct ma_listen_sock *ls = net->socks[i];
+		struct stat st;
+
+		/* Remove our socket file if it is still ours (a newer daemon
+		 * may have replaced it); best effort: after dropping
+		 * privileges the directory may not be writable. */
+		if (ls->unix_path != NULL && !(net->core->flags & MA_CORE_CHECK_ONLY) &&
+		    lstat(ls->unix_path, &st) == 0 && st.st_dev == ls->unix_dev &&
+		    st.st_ino == ls->unix_ino)
+			(void)unlink(ls->unix_path);
+		free(ls->unix_path);
+		free(ls->addr_text);
+		free(ls);
 	}
 	free(net->socks);
 	for (unsigned i = 0; i < net->n_listeners; i++) {

@@ -11,6 +11,7 @@
 #include <gnutls/gnutls.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "core-private.h"
 
@@ -89,7 +90,10 @@ struct ma_listen_sock {
 	ev_io io;
 	int fd;
 	struct ma_listener *listener;
-	char *addr_text;	/* "127.0.0.1:110", "[::1]:110" */
+	char *addr_text;	/* "127.0.0.1:110", "[::1]:110", or a UNIX path */
+	char *unix_path;	/* UNIX socket: unlinked at deinit if still ours */
+	dev_t unix_dev;
+	ino_t unix_ino;
 };
 
 struct ma_listener {

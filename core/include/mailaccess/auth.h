@@ -42,6 +42,15 @@ typedef void ma_auth_callback(struct ma_conn *conn, enum ma_auth_status status,
 void ma_auth_verify(struct ma_conn *conn, const char *user,
 		    const char *password, ma_auth_callback *cb, void *ctx);
 
+/* Does the user exist (delivery: LMTP RCPT)? Runs the sources' lookup()
+ * on the auth thread pool, like ma_auth_verify() but without a password
+ * and without failure delays (an unknown recipient is not an attack on a
+ * password). cb gets MA_AUTH_OK with the canonical name, MA_AUTH_FAIL for
+ * an unknown user, or MA_AUTH_TEMPFAIL. Exactly one callback, from the
+ * loop, never from inside this call, never after the conn closed. */
+void ma_auth_lookup(struct ma_conn *conn, const char *user,
+		    ma_auth_callback *cb, void *ctx);
+
 /* SASL (RFC 4422) for AUTH/AUTHENTICATE. Mechanisms: PLAIN (RFC 4616) and
  * LOGIN. Offered only when ma_conn_plaintext_auth_allowed(). */
 struct ma_sasl;
