@@ -7,6 +7,9 @@
 #  4. protocol tests: tests/protocol/test_*.py against the ASan daemon
 #  5. auth tests:     tests/auth/test_*.py (PAM through pam_wrapper)
 #  6. client tests:   tests/clients/test_* (fetchmail, ...)
+#     4-6 run once per store backend whose plugin is built (lmdb, maildir;
+#     MA_TEST_STORE tells the harness), each labelled "[backend]"
+#     then tests/maildir/test_*.py once (Maildir only: Dovecot adoption, ...)
 #  (and tests/install/test_install.sh on the plain -Werror build)
 #
 # Every test script prints "RESULT passed=N failed=M skipped=K" last; a
@@ -34,9 +37,13 @@ passed=0
 failed=0
 skipped=0
 failures=()
+store_totals=()
 
 finish() {
 	echo
+	if [ ${#store_totals[@]} -gt 0 ]; then
+		printf '%s\n' "${store_totals[@]}"
+	fi
 	if [ ${#failures[@]} -gt 0 ]; then
 		echo "failed parts:"
 		printf '  %s\n' "${failures[@]}"
@@ -158,10 +165,11 @@ elif [ "$mrc" -ne 0 ]; then
 fi
 
 # 4-6. scripts against the real daemon
-run_script() { # path
-	local t=$1 name log rc
+run_script() { # path [store backend label]
+	local t=$1 label=${2:-} name log rc
 	name=${t#"$ROOT"/}
-	log="$B/meson-logs/$(tr '/' '_' <<<"$name").log"
+	log="$B/meson-logs/$(tr '/' '_' <<<"$name")${label:+.$label}.log"
+	[ -n "$label" ] && name="$name [$label]"
 	section "$name"
 	case "$t" in
 	*.py) timeout -k 10 400 "$PY" "$t" >"$log" 2>&1; rc=$? ;;
@@ -172,6 +180,35 @@ run_script() { # path
 	[ $rc -eq 124 ] && echo "(timed out after 400s)"
 	count_result "$name" "$log" $rc
 }
+
+# 3b. the store conformance kit against every store plugin that is built
+# (tests/store-conformance; a plugin whose .so is missing is skipped). One
+# "ok: ..." / "FAIL: ..." line per check. Maildir may scan the directory on
+# sync (new mail from an MTA), so its run declares that with --scan-ok.
+kit=$B/tests/store-conformance/mailaccess-store-conformance
+for so in "$B/backends/lmdb/store-lmdb.so" "$B/backends/maildir/store-maildir.so"; do
+	pname=$(basename "$so" .so)
+	section "store conformance kit: $pname"
+	if [ ! -x "$kit" ] || [ ! -f "$so" ]; then
+		echo "skipped: $pname.so or the kit is not built"
+		skipped=$((skipped + 1))
+		continue
+	fi
+	kargs=()
+	case "$pname" in store-maildir) kargs=(--scan-ok) ;; esac
+	klog="$B/meson-logs/store-conformance-$pname.log"
+	timeout -k 10 400 "$kit" "${kargs[@]}" "$so" >"$klog" 2>&1
+	krc=$?
+	cat "$klog"
+	[ $krc -eq 124 ] && echo "(timed out after 400s)"
+	kp=$(grep -c '^ok: ' "$klog")
+	kf=$(grep -c '^FAIL: ' "$klog")
+	passed=$((passed + kp)); failed=$((failed + kf))
+	[ "$kf" -gt 0 ] && failures+=("store conformance kit on $pname ($kf failed)")
+	if [ $krc -ne 0 ] && [ "$kf" -eq 0 ]; then
+		failed=$((failed + 1)); failures+=("store conformance kit on $pname (exit $krc)")
+	fi
+done
 
 # 7. install test: `meson install --destdir` of the plain build, one
 # "ok: ..." / "FAIL: ..." line per check.
@@ -190,10 +227,29 @@ if [ -f tests/install/test_install.sh ] && [ -f "$P/build.ninja" ]; then
 	fi
 fi
 
-for dir in tests/protocol tests/auth tests/clients; do
-	for t in "$ROOT/$dir"/test_*.py "$ROOT/$dir"/test_*.sh; do
-		[ -f "$t" ] && run_script "$t"
+# The suites against a daemon run once per store backend whose plugin is
+# built (harness.py reads MA_TEST_STORE); MA_TEST_STORES="lmdb" narrows it.
+stores=()
+for st in ${MA_TEST_STORES:-lmdb maildir}; do
+	[ -f "$B/backends/$st/store-$st.so" ] && stores+=("$st")
+done
+store_totals=()
+for st in "${stores[@]}"; do
+	export MA_TEST_STORE=$st
+	p0=$passed f0=$failed s0=$skipped t0=$SECONDS
+	for dir in tests/protocol tests/auth tests/clients tests/lmtp; do
+		for t in "$ROOT/$dir"/test_*.py "$ROOT/$dir"/test_*.sh; do
+			[ -f "$t" ] && run_script "$t" "$st"
+		done
 	done
+	store_totals+=("store $st: $((passed - p0)) passed, $((failed - f0)) failed, $((skipped - s0)) skipped ($((SECONDS - t0))s)")
+done
+unset MA_TEST_STORE
+
+# Maildir-only end-to-end tests (Dovecot adoption, new/ drop-in): they
+# pick the maildir backend themselves and skip when it is not built.
+for t in "$ROOT"/tests/maildir/test_*.py; do
+	[ -f "$t" ] && run_script "$t"
 done
 
 finish

@@ -35,7 +35,8 @@ static size_t dot_run(const char *in, size_t step, size_t max, char *out,
 		pos += lmtp_dot_feed(&d, (const unsigned char *)in + pos, n, &b, done);
 	}
 	*out_len = ma_buf_len(&b);
-	memcpy(out, ma_buf_ptr(&b), *out_len);
+	if (*out_len > 0)	/* an empty ma_buf has no data pointer */
+		memcpy(out, ma_buf_ptr(&b), *out_len);
 	out[*out_len] = '\0';
 	*overflow = d.overflow;
 	ma_buf_free(&b);

@@ -64,4 +64,21 @@ out=$("$root/bin/mailaccessctl" -c "$dest/test.conf" config check 2>&1)
 check "installed mailaccessctl loads the out-of-tree plugin (config check)" \
 	"echo \"\$out\" | grep -q 'config OK' && echo \"\$out\" | grep -q 'example auth plugin loaded'"
 [ "$fails" -eq 0 ] || echo "$out"
+
+# The store conformance kit is installed, and the example key-value backend
+# (examples/kv-example) builds out of tree with its plain Makefile and
+# pkg-config, then passes the installed kit.
+check "mailaccess-store-conformance installed" "[ -x '$root/bin/mailaccess-store-conformance' ]"
+kvdir=$dest/kv-example
+mkdir -p "$kvdir"
+cp "$here/../../examples/kv-example/Makefile" "$here/../../examples/kv-example/kvexample.c" "$kvdir/"
+check "example kv backend builds out of tree (make + pkg-config)" \
+	"make -s -C '$kvdir' >'$dest/kv-make.log' 2>&1 || { cat '$dest/kv-make.log'; false; }"
+check "example kv backend exports only mailaccess_plugin" \
+	"[ \"\$(nm -D --defined-only '$kvdir/store-kvexample.so' | awk '\$2 ~ /^[TDBR]\$/ {print \$3}')\" = mailaccess_plugin ]"
+kitout=$("$root/bin/mailaccess-store-conformance" "$kvdir/store-kvexample.so" 2>&1)
+kitrc=$?
+check "installed conformance kit passes on the example kv backend" \
+	"[ $kitrc -eq 0 ] && echo \"\$kitout\" | grep -q '^[0-9]* passed, 0 failed\$'"
+[ "$kitrc" -eq 0 ] || echo "$kitout" | sed 's/^/  kit: /'
 exit $((fails > 0))

@@ -1,11 +1,12 @@
 """harness.py - run a real mailaccessd on loopback for the protocol tests.
 
 Owns: locating the build (MA_BUILD_DIR), a throw-away test environment
-(free ports, a CA + server certificate made with certtool, an LMDB store and
-passwd file in a temp dir, users and deliveries through mailaccessctl), a
-daemon whose stderr goes to a file that is scanned for sanitizer reports,
-a small raw POP3 client (poplib caps lines at 2048 bytes and hides the wire
-bytes, so byte-exact checks need our own), and a tiny test runner:
+(free ports, a CA + server certificate made with certtool, a store -- LMDB,
+or Maildir with MA_TEST_STORE=maildir -- and a passwd file in a temp dir,
+users and deliveries through mailaccessctl), a daemon whose stderr goes to
+a file that is scanned for sanitizer reports, a small raw POP3 client
+(poplib caps lines at 2048 bytes and hides the wire bytes, so byte-exact
+checks need our own), a raw IMAP client with IDLE, and a tiny test runner:
 
     import harness
     @harness.test(timeout=30)
@@ -66,9 +67,61 @@ PLUGIN_FILES = {
     "pop3.so": ("proto-pop3",),
     "imap.so": ("proto-imap",),
     "store-lmdb.so": ("backends", "lmdb"),
+    "store-maildir.so": ("backends", "maildir"),
     "auth-passwd.so": ("plugins", "auth-passwd"),
     "auth-pam.so": ("plugins", "auth-pam"),
 }
+
+
+# The store backends the harness can configure, and the default one.
+STORE_BACKENDS = ("lmdb", "maildir")
+DEFAULT_STORE = "lmdb"
+
+
+def store_backend():
+    """The store backend every daemon (and mailaccessctl) of this run uses:
+    $MA_TEST_STORE (lmdb | maildir), default lmdb. scripts/test.sh runs the
+    protocol and client suites once per backend whose plugin is built."""
+    name = os.environ.get("MA_TEST_STORE", "").strip() or DEFAULT_STORE
+    if name not in STORE_BACKENDS:
+        raise ValueError("MA_TEST_STORE=%r: expected one of %s"
+                         % (name, ", ".join(STORE_BACKENDS)))
+    return name
+
+
+def store_plugin_path(backend):
+    """Where the build puts store-<backend>.so."""
+    return os.path.join(build_dir(), "backends", backend,
+                        "store-%s.so" % backend)
+
+
+def have_store_plugin(backend):
+    return os.path.exists(store_plugin_path(backend))
+
+
+def skip_unless_store(*backends, reason=None):
+    """Raise Skip unless this run's backend is one of backends: for the few
+    tests that check something only one backend has."""
+    cur = store_backend()
+    if cur not in backends:
+        raise Skip(reason or "backend-specific (%s only; MA_TEST_STORE=%s)"
+                   % ("/".join(backends), cur))
+
+
+def skip_if_store(*backends, reason=None):
+    """Raise Skip if this run's backend is one of backends."""
+    cur = store_backend()
+    if cur in backends:
+        raise Skip(reason or "not applicable to MA_TEST_STORE=%s" % cur)
+
+
+def store_config(backend, path):
+    """The `store { }` section for backend with its data under path."""
+    c = ["store {", "  backend = %s" % backend, "  path = %s" % path]
+    if backend == "lmdb":
+        c.append("  map_size = 256M")
+    c.append("}")
+    return c
 
 
 def make_plugin_dir(dest):
@@ -224,12 +277,17 @@ class Daemon:
     tls_extra: lines inside `tls { }` (priority, domain blocks).
     env: base environment (sanitizer options are added); preload: the
     daemon's LD_PRELOAD (pam_wrapper).
+    store: the store backend (lmdb | maildir), default store_backend()
+    ($MA_TEST_STORE); store_path: its data directory, default DIR/mail.
     """
 
     def __init__(self, name="daemon", listeners=None, auth=None, limits=None,
                  pop3=None, extra="", env=None, log_level="debug",
-                 preload=None, tls_extra=""):
+                 preload=None, tls_extra="", store=None, store_path=None):
         self.name = name
+        self.store = store or store_backend()
+        if self.store not in STORE_BACKENDS:
+            raise DaemonError("unknown store backend %r" % self.store)
         self.dir = tempfile.mkdtemp(prefix="ma-%s-" % name)
         self.certs = make_certs()
         self.plugin_dir = make_plugin_dir(os.path.join(self.dir, "plugins"))
@@ -265,7 +323,7 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "mailaccessd.log")
         self.pid_path = os.path.join(self.dir, "mailaccessd.pid")
         self.conf_path = os.path.join(self.dir, "mailaccess.conf")
-        self.store_path = os.path.join(self.dir, "mail")
+        self.store_path = store_path or os.path.join(self.dir, "mail")
         os.makedirs(self.store_path, exist_ok=True)
         os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
         if not os.path.exists(self.users_file):
@@ -320,11 +378,7 @@ class Daemon:
                          % _conf_value(l["allow_plaintext_auth"]))
             c.append("}")
         c.append("")
-        c.append("store {")
-        c.append("  backend = lmdb")
-        c.append("  path = %s" % self.store_path)
-        c.append("  map_size = 256M")
-        c.append("}")
+        c.extend(store_config(self.store, self.store_path))
         for name, kv in self.auth:
             c.append("")
             c.append("auth %s {" % name)
@@ -380,6 +434,9 @@ class Daemon:
     def start(self, wait=15.0, retries=3):
         if not os.path.exists(daemon_path()):
             raise DaemonError("no daemon binary at %s" % daemon_path())
+        if not have_store_plugin(self.store):
+            raise DaemonError("store backend %r not built (no %s)"
+                              % (self.store, store_plugin_path(self.store)))
         last = None
         for attempt in range(retries):
             if attempt:
@@ -494,6 +551,15 @@ class Daemon:
         tls = l.get("tls") == "implicit"
         kw.setdefault("host", self.host(listener))
         return Pop3Client(self.port(listener), tls=tls,
+                          ctx=client_context(self.certs), **kw)
+
+    def imap(self, listener, **kw):
+        """A raw IMAP client (ImapClient) on an imap listener; implicit
+        TLS if the listener has it."""
+        l = next(x for x in self.listeners if x["name"] == listener)
+        tls = l.get("tls") == "implicit"
+        kw.setdefault("host", self.host(listener))
+        return ImapClient(self.port(listener), tls=tls,
                           ctx=client_context(self.certs), **kw)
 
 
@@ -638,9 +704,196 @@ class Pop3Client:
         self.close()
 
 
+class ImapClient:
+    """Raw IMAP4rev1 client: one tagged command at a time, untagged
+    responses collected with their literals, IDLE (imaplib has no IDLE
+    before Python 3.14). Daemon.imap(listener) makes one."""
+
+    def __init__(self, port, tls=False, ctx=None, host="127.0.0.1",
+                 timeout=DEFAULT_TIMEOUT):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        self.buf = bytearray()
+        self.n = 0
+        self.exists = 0
+        self.idle_tag = None
+        g, _ = self.read_response()
+        if not g.startswith(b"* OK"):
+            raise ProtocolError("IMAP greeting %r" % g)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("IMAP connection closed by server")
+        self.buf += chunk
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return line
+            if len(self.buf) > (1 << 20):
+                raise ProtocolError("IMAP line longer than 1 MB")
+            self._fill()
+
+    def read_response(self):
+        """One response with its literals: (text with each literal left
+        as {n}, [literal bytes, ...]). Tracks EXISTS/EXPUNGE counts."""
+        parts, lits = [], []
+        while True:
+            line = self._line()
+            parts.append(line)
+            m = re.search(rb"\{(\d+)\}$", line)
+            if not m:
+                break
+            n = int(m.group(1))
+            while len(self.buf) < n:
+                self._fill()
+            lits.append(bytes(self.buf[:n]))
+            del self.buf[:n]
+        text = b"".join(parts)
+        m = re.match(rb"\* (\d+) (EXISTS|EXPUNGE)$", text)
+        if m:
+            if m.group(2) == b"EXISTS":
+                self.exists = int(m.group(1))
+            else:
+                self.exists -= 1
+        return text, lits
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, text, literal=None):
+        """One command (with an optional synchronizing literal after
+        text): (tagged status after the tag, [(untagged line, lits)])."""
+        self.n += 1
+        tag = b"c%d" % self.n
+        if isinstance(text, str):
+            text = text.encode()
+        untagged = []
+        if literal is None:
+            self.send(tag + b" " + text + b"\r\n")
+        else:
+            self.send(tag + b" " + text + b" {%d}\r\n" % len(literal))
+            while True:
+                line, lits = self.read_response()
+                if line.startswith(b"+"):
+                    break
+                if line.startswith(tag + b" "):
+                    raise ProtocolError("literal refused: %r" % line)
+                untagged.append((line, lits))
+            self.send(literal + b"\r\n")
+        while True:
+            line, lits = self.read_response()
+            if line.startswith(tag + b" "):
+                return line[len(tag) + 1:], untagged
+            untagged.append((line, lits))
+
+    def ok(self, text, literal=None):
+        st, u = self.cmd(text, literal)
+        if not st.startswith(b"OK"):
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", "replace")
+            raise ProtocolError("%r -> %r" % (_mask(text), st))
+        return st, u
+
+    def login(self, user, password):
+        return self.ok('LOGIN "%s" "%s"' % (user, password))
+
+    def select(self, mailbox="INBOX"):
+        """SELECT: dict(exists=, uidvalidity=, uidnext=)."""
+        st, u = self.ok('SELECT "%s"' % mailbox)
+        info = {}
+        for line, _ in u:
+            m = re.match(rb"\* (\d+) EXISTS", line)
+            if m:
+                info["exists"] = int(m.group(1))
+            for key in (b"UIDVALIDITY", b"UIDNEXT"):
+                m = re.search(rb"\[" + key + rb" (\d+)\]", line)
+                if m:
+                    info[key.decode().lower()] = int(m.group(1))
+        if "exists" not in info or "uidvalidity" not in info:
+            raise ProtocolError("SELECT without EXISTS/UIDVALIDITY: %r" % u)
+        return info
+
+    def fetch(self, seqset, items):
+        """FETCH: {seq: (line, [literals])}."""
+        st, u = self.ok("FETCH %s %s" % (seqset, items))
+        out = {}
+        for line, lits in u:
+            m = re.match(rb"\* (\d+) FETCH ", line)
+            if m:
+                out[int(m.group(1))] = (line, lits)
+        return out
+
+    def idle_start(self):
+        self.n += 1
+        self.idle_tag = b"c%d" % self.n
+        self.send(self.idle_tag + b" IDLE\r\n")
+        line, _ = self.read_response()
+        if not line.startswith(b"+"):
+            raise ProtocolError("IDLE -> %r" % line)
+
+    def idle_wait(self, pattern, timeout):
+        """Untagged lines until one matches pattern (bytes regex) or
+        timeout passes: (matching line or None, lines seen)."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None, seen
+            self.sock.settimeout(left)
+            try:
+                line, _ = self.read_response()
+            except socket.timeout:
+                return None, seen
+            finally:
+                self.sock.settimeout(self.timeout)
+            seen.append(line)
+            if re.search(pattern, line):
+                return line, seen
+
+    def idle_done(self):
+        self.send(b"DONE\r\n")
+        while True:
+            line, _ = self.read_response()
+            if line.startswith(self.idle_tag + b" "):
+                if not line[len(self.idle_tag) + 1:].startswith(b"OK"):
+                    raise ProtocolError("IDLE ended %r" % line)
+                return
+
+    def logout(self):
+        try:
+            self.cmd("LOGOUT")
+        except (OSError, EOFError):
+            pass
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
 def _mask(line):
     if line.upper().startswith("PASS "):
         return "PASS ***"
+    if line.upper().startswith("LOGIN "):
+        return "LOGIN ***"
     return line
 
 
@@ -772,8 +1025,12 @@ def run(setup=None, teardown=None, title=None, only=None):
     elif failed:
         for d in _daemons:
             out.write("kept %s (config, log, store) for inspection\n" % d.dir)
-    out.write("%s: %d passed, %d failed, %d skipped\n"
-              % (title, passed, failed, skipped))
+    try:
+        backend = store_backend()
+    except ValueError:
+        backend = os.environ.get("MA_TEST_STORE", "?")
+    out.write("%s (store %s): %d passed, %d failed, %d skipped\n"
+              % (title, backend, passed, failed, skipped))
     out.write("RESULT passed=%d failed=%d skipped=%d\n" % (passed, failed, skipped))
     out.flush()
     return passed, failed, skipped
