@@ -26,14 +26,13 @@ Run: python3 tests/protocol/test_cross_protocol.py [test_name ...]
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import test, crlf, ProtocolError  # noqa: E402
+from harness import test, crlf  # noqa: E402
 
 # The harness links the plugins it knows into plugin_dir; IMAP is ours to add.
 harness.PLUGIN_FILES.setdefault("imap.so", ("proto-imap",))
@@ -70,117 +69,17 @@ def setup():
 
 # ------------------------------------------------------------ IMAP client
 
-class Imap:
-    """Raw IMAP4rev1 client over implicit TLS: one command at a time,
-    untagged responses collected, literals read by their {n} count."""
+class Imap(harness.ImapClient):
+    """The harness's raw IMAP client on this file's daemon (implicit TLS),
+    plus what these tests ask of it: the UID list and the message count."""
 
     def __init__(self, listener="imaps", timeout=10):
-        self.sock = socket.create_connection(
-            (D.host(listener), D.port(listener)), timeout=timeout)
-        self.sock = harness.client_context(D.certs).wrap_socket(
-            self.sock, server_hostname="localhost")
-        self.buf = bytearray()
-        self.n = 0
-        self.exists = 0
-        g = self.read_response()
-        if not g[0].startswith(b"* OK"):
-            raise ProtocolError("greeting %r" % g[0])
-
-    def _fill(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError("IMAP connection closed by server")
-        self.buf += chunk
-
-    def _line(self):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[:i + 2]
-                return line
-            self._fill()
-
-    def read_response(self):
-        """One response with its literals: (text line with literals inlined
-        as {n}, [literal bytes...])."""
-        parts = []
-        lits = []
-        while True:
-            line = self._line()
-            parts.append(line)
-            m = re.search(rb"\{(\d+)\}$", line)
-            if not m:
-                break
-            n = int(m.group(1))
-            while len(self.buf) < n:
-                self._fill()
-            lits.append(bytes(self.buf[:n]))
-            del self.buf[:n]
-        text = b"".join(parts)
-        m = re.match(rb"\* (\d+) (EXISTS|EXPUNGE)$", text)
-        if m:
-            if m.group(2) == b"EXISTS":
-                self.exists = int(m.group(1))
-            else:
-                self.exists -= 1
-        return text, lits
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def cmd(self, text, literal=None):
-        """Send one command (with an optional synchronizing literal after
-        text); returns (tagged status line, [untagged (line, lits)])."""
-        self.n += 1
-        tag = b"c%d" % self.n
-        if isinstance(text, str):
-            text = text.encode()
-        untagged = []
-        if literal is None:
-            self.send(tag + b" " + text + b"\r\n")
-        else:
-            self.send(tag + b" " + text + b" {%d}\r\n" % len(literal))
-            while True:
-                line, lits = self.read_response()
-                if line.startswith(b"+"):
-                    break
-                if line.startswith(tag + b" "):
-                    raise ProtocolError("literal refused: %r" % line)
-                untagged.append((line, lits))
-            self.send(literal + b"\r\n")
-        while True:
-            line, lits = self.read_response()
-            if line.startswith(tag + b" "):
-                return line[len(tag) + 1:], untagged
-            untagged.append((line, lits))
-
-    def ok(self, text, literal=None):
-        st, u = self.cmd(text, literal)
-        if not st.startswith(b"OK"):
-            raise ProtocolError("%r -> %r" % (text, st))
-        return st, u
+        super().__init__(D.port(listener), tls=True,
+                         ctx=harness.client_context(D.certs),
+                         host=D.host(listener), timeout=timeout)
 
     def login(self, user, pw=PW):
-        return self.ok('LOGIN "%s" "%s"' % (user, pw))
-
-    def select(self, mailbox="INBOX"):
-        st, u = self.ok("SELECT " + mailbox)
-        info = {}
-        for line, _ in u:
-            m = re.match(rb"\* (\d+) EXISTS", line)
-            if m:
-                info["exists"] = int(m.group(1))
-            m = re.search(rb"\[UIDVALIDITY (\d+)\]", line)
-            if m:
-                info["uidvalidity"] = int(m.group(1))
-            m = re.search(rb"\[UIDNEXT (\d+)\]", line)
-            if m:
-                info["uidnext"] = int(m.group(1))
-        assert "exists" in info and "uidvalidity" in info, u
-        return info
+        return super().login(user, pw)
 
     def uids(self):
         """UID of each message, in sequence order."""
@@ -197,56 +96,6 @@ class Imap:
         (after a NOOP picks up pending changes)."""
         self.ok("NOOP")
         return self.exists
-
-    def idle_start(self):
-        self.n += 1
-        self.idle_tag = b"c%d" % self.n
-        self.send(self.idle_tag + b" IDLE\r\n")
-        line, _ = self.read_response()
-        if not line.startswith(b"+"):
-            raise ProtocolError("IDLE -> %r" % line)
-
-    def idle_wait(self, pattern, timeout):
-        """Untagged lines until one matches pattern (bytes regex) or
-        timeout passes. Returns (matching line or None, lines seen)."""
-        seen = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None, seen
-            self.sock.settimeout(left)
-            try:
-                line, _ = self.read_response()
-            except socket.timeout:
-                return None, seen
-            finally:
-                self.sock.settimeout(10)
-            seen.append(line)
-            if re.search(pattern, line):
-                return line, seen
-
-    def idle_done(self):
-        self.send(b"DONE\r\n")
-        while True:
-            line, _ = self.read_response()
-            if line.startswith(self.idle_tag + b" "):
-                if not line[len(self.idle_tag) + 1:].startswith(b"OK"):
-                    raise ProtocolError("IDLE ended %r" % line)
-                return
-
-    def logout(self):
-        try:
-            self.cmd("LOGOUT")
-        except (OSError, EOFError):
-            pass
-        self.close()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def pop3(user):
