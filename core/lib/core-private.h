@@ -10,6 +10,8 @@
 
 #include <mailaccess/mailaccess.h>
 
+#include <sys/types.h>
+
 struct ma_threadpool;
 struct ma_auth_state;
 struct ma_changebus;
@@ -81,6 +83,24 @@ struct ma_threadpool *ma_auth_pool(struct ma_core *core);
 /* The conn slot sasl.c keeps its one exchange object in (reused by every
  * AUTH on a conn, so repeated AUTH commands do not grow the conn arena). */
 unsigned ma_auth_sasl_slot(struct ma_core *core);
+
+/* ---- authd.c: the auth process (password checks, failure table) and the
+ * anvil (server-wide counts: connections per IP and in total, sessions per
+ * user). The master binds the socket; the auth process serves it; workers
+ * connect to it. Without an auth process (workers = 0, mailaccessctl,
+ * unit tests) auth.c checks in-process and the counts are per process. */
+/* Master, before forking anything: bind <state_dir>/auth.sock
+ * (SOCK_SEQPACKET, mode 0600, chowned to uid/gid unless uid is (uid_t)-1)
+ * and listen. Returns the listening fd, which the master keeps open across
+ * auth process restarts, or -1 with *error_r. */
+int ma_authd_listen(struct ma_core *core, uid_t uid, gid_t gid, char **error_r);
+/* In the forked auth process (still root, for PAM/shadow): serve workers
+ * on listen_fd with core->loop until SIGTERM. Returns the exit code. */
+int ma_authd_run(struct ma_core *core, int listen_fd);
+/* In a worker, after fork + privilege drop, before ma_net_start(): use the
+ * auth process for checks, failure tables and the server-wide counts;
+ * (re)connects as needed. */
+int ma_auth_use_authd(struct ma_core *core, char **error_r);
 
 /* ---- threadpool.c ---- */
 /* work() runs on a pool thread; done() runs afterwards on the loop. */
