@@ -17,50 +17,16 @@
 #include "pop3-session.h"
 
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ locks */
 
-/* RFC 1939 section 4: the server locks the maildrop for the
- * whole session. This table covers one process; with the worker model
- * the lock moves to the master (docs/pop3.md). */
-struct pop3_lock {
-	struct pop3_lock *next;
-	char user[];
-};
-static struct pop3_lock *pop3_locks;
-
-bool pop3_lock_acquire(const char *user)
-{
-	struct pop3_lock *l;
-	size_t len = strlen(user);
-
-	for (l = pop3_locks; l != NULL; l = l->next) {
-		if (strcmp(l->user, user) == 0)
-			return false;
-	}
-	l = ma_malloc0(sizeof(*l) + len + 1);
-	memcpy(l->user, user, len + 1);
-	l->next = pop3_locks;
-	pop3_locks = l;
-	return true;
-}
-
-void pop3_lock_release(const char *user)
-{
-	struct pop3_lock **lp;
-
-	for (lp = &pop3_locks; *lp != NULL; lp = &(*lp)->next) {
-		if (strcmp((*lp)->user, user) == 0) {
-			struct pop3_lock *l = *lp;
-
-			*lp = l->next;
-			free(l);
-			return;
-		}
-	}
-}
+/* RFC 1939 section 4: the server locks the maildrop for the whole
+ * session. The lock is the core's (ma_core_lock_try): a flock under
+ * state_dir, so it holds across every worker process, and the kernel drops
+ * it if the worker holding it is killed. */
 
 /* ---------------------------------------------------------- replies */
 
@@ -269,10 +235,8 @@ static void pop3_logout_store(struct pop3_session *s)
 		ma_mailbox_close(&s->box);
 	if (s->muser != NULL)
 		ma_store_user_close(&s->muser);
-	if (s->locked) {
-		pop3_lock_release(s->username);
-		s->locked = false;
-	}
+	ma_core_unlock(s->lock_fd);
+	s->lock_fd = -1;
 	free(s->deleted);
 	s->deleted = NULL;
 	s->msgs = NULL;
@@ -319,12 +283,19 @@ static void pop3_login(struct pop3_session *s, const char *user)
 	snprintf(s->username, sizeof(s->username), "%s", user);
 	ma_conn_set_user(s->conn, s->username);
 
-	if (!pop3_lock_acquire(s->username)) {
+	s->lock_fd = ma_core_lock_try(ma_conn_core(s->conn), "pop3", s->username);
+	if (s->lock_fd < 0 && errno == EWOULDBLOCK) {
 		pop3_reply_err_nocount(s, "[IN-USE] Mailbox is locked by "
 				       "another POP3 session");
 		return;
 	}
-	s->locked = true;
+	if (s->lock_fd < 0) {
+		ma_conn_log(s->conn, MA_LOG_ERROR, "maildrop lock for %s: %s",
+			    s->username, strerror(errno));
+		pop3_reply_err_nocount(s, "[SYS/TEMP] Cannot lock the maildrop "
+				       "(session %s)", ma_conn_id(s->conn));
+		return;
+	}
 
 	store = ma_core_store(ma_conn_core(s->conn));
 	s->muser = ma_store_user_open(store, s->username, &err);
@@ -412,6 +383,8 @@ void pop3_auth_callback(struct ma_conn *conn, enum ma_auth_status status,
 static int pop3_on_connect(struct ma_conn *conn)
 {
 	struct pop3_session *s = ma_malloc0(sizeof(*s));
+
+	s->lock_fd = -1;
 
 	s->conn = conn;
 	s->set = pop3_settings_get();

@@ -54,7 +54,7 @@ struct pop3_session {
 
 	/* TRANSACTION */
 	char username[MA_AUTH_USER_MAX];
-	bool locked;
+	int lock_fd;		/* maildrop lock (ma_core_lock_try), -1 if none */
 	struct ma_user *muser;
 	struct ma_mailbox *box;
 	const struct ma_msg *msgs;	/* the snapshot, valid until close */
@@ -105,9 +105,6 @@ void pop3_stream_start(struct pop3_session *s, enum pop3_stream_kind kind);
 void pop3_auth_callback(struct ma_conn *conn, enum ma_auth_status status,
 			const char *user, void *ctx);
 void pop3_sasl_end(struct pop3_session *s);
-/* In-process maildrop lock (RFC 1939 section 4). */
-bool pop3_lock_acquire(const char *user);
-void pop3_lock_release(const char *user);
 
 /* pop3-commands.c */
 /* Runs one complete command line (text without CRLF, NUL-terminated). */

@@ -8,6 +8,7 @@
  */
 #include "pop3-session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +253,39 @@ static void box_reset(void)
 	store_flags_calls = 0;
 	n_expunged = 0;
 	expunge_fail = false;
+}
+
+/* The maildrop lock: the real one is a flock under state_dir (lock.c,
+ * tested with the daemon); here a table of held names stands in. */
+#define FAKE_LOCKS 8
+static char fake_lock_names[FAKE_LOCKS][64];
+
+int ma_core_lock_try(struct ma_core *core, const char *kind, const char *name)
+{
+	int i, free_slot = -1;
+
+	(void)core;
+	(void)kind;
+	for (i = 0; i < FAKE_LOCKS; i++) {
+		if (strcmp(fake_lock_names[i], name) == 0) {
+			errno = EWOULDBLOCK;
+			return -1;
+		}
+		if (free_slot < 0 && fake_lock_names[i][0] == '\0')
+			free_slot = i;
+	}
+	if (free_slot < 0) {
+		errno = ENOLCK;
+		return -1;
+	}
+	snprintf(fake_lock_names[free_slot], sizeof(fake_lock_names[0]), "%s", name);
+	return free_slot;
+}
+
+void ma_core_unlock(int handle)
+{
+	if (handle >= 0 && handle < FAKE_LOCKS)
+		fake_lock_names[handle][0] = '\0';
 }
 
 struct ma_store *ma_core_store(const struct ma_core *core)

@@ -64,4 +64,14 @@ const char *ma_core_state_dir(const struct ma_core *core);
 /* A slot id for per-connection plugin data (ma_conn_ctx_get/set). */
 unsigned ma_core_alloc_slot(struct ma_core *core);
 
+/* A lock shared by every process of the server (workers, mailaccessctl):
+ * an exclusive flock() on <state_dir>/locks/<kind>-<sha256(name)>. It is
+ * never waited for: returns a handle (>= 0), or -1 with errno EWOULDBLOCK
+ * if someone else holds it (another session in this or any other process),
+ * or another errno if the lock file cannot be made. A process that dies
+ * releases its locks with it. kind: [a-z0-9-], at most 32 bytes. */
+int ma_core_lock_try(struct ma_core *core, const char *kind, const char *name);
+/* Releases a handle from ma_core_lock_try(); -1 is ignored. */
+void ma_core_unlock(int handle);
+
 #endif
