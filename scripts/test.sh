@@ -243,7 +243,7 @@ store_totals=()
 for st in "${stores[@]}"; do
 	export MA_TEST_STORE=$st
 	p0=$passed f0=$failed s0=$skipped t0=$SECONDS
-	for dir in tests/protocol tests/auth tests/clients tests/lmtp; do
+	for dir in tests/protocol tests/auth tests/clients tests/lmtp tests/security tests/crash; do
 		for t in "$ROOT/$dir"/test_*.py "$ROOT/$dir"/test_*.sh; do
 			[ -f "$t" ] && run_script "$t" "$st"
 		done

@@ -274,6 +274,7 @@ class Daemon:
     auth: list of (name, dict) auth sections, default passwd.
     limits / pop3: dicts merged over test-friendly defaults.
     extra: config text appended at the end (e.g. an `imap { }` section);
+    extra_top: top-level lines written before `tls { }` (e.g. `user = nobody`);
     tls_extra: lines inside `tls { }` (priority, domain blocks).
     env: base environment (sanitizer options are added); preload: the
     daemon's LD_PRELOAD (pam_wrapper).
@@ -283,8 +284,10 @@ class Daemon:
 
     def __init__(self, name="daemon", listeners=None, auth=None, limits=None,
                  pop3=None, extra="", env=None, log_level="debug",
-                 preload=None, tls_extra="", store=None, store_path=None):
+                 preload=None, tls_extra="", store=None, store_path=None,
+                 extra_top="", workers=None):
         self.name = name
+        self.workers = workers  # None: the daemon's default (auto)
         self.store = store or store_backend()
         if self.store not in STORE_BACKENDS:
             raise DaemonError("unknown store backend %r" % self.store)
@@ -317,6 +320,7 @@ class Daemon:
         self.pop3.update(pop3 or {})
         self.extra = extra
         self.tls_extra = tls_extra  # lines inside tls { } (priority, domain blocks)
+        self.extra_top = extra_top  # top-level lines before tls { } (user = nobody)
         self.log_level = log_level
         self.env = sanitizer_env(env)
         self.preload = preload
@@ -359,6 +363,10 @@ class Daemon:
         c.append("state_dir = %s" % os.path.join(self.dir, "state"))
         c.append("log = stderr")
         c.append("log_level = %s" % self.log_level)
+        if self.extra_top:
+            c.append(self.extra_top)
+        if self.workers is not None:
+            c.append("workers = %s" % self.workers)
         c.append("")
         c.append("tls {")
         c.append("  cert = %s" % self.certs["cert"])
@@ -543,6 +551,70 @@ class Daemon:
             out.append("%s exit code %s (expected 0 after SIGTERM); log tail:\n%s"
                        % (self.name, self.exit_code, self.log_tail()))
         return out
+
+    # -- processes (master, auth process, workers)
+
+    def children(self):
+        """[(pid, comm)] of the master's child processes (ma-worker,
+        ma-auth), from /proc/<master>/task/*/children."""
+        if self.proc is None:
+            return []
+        pids = []
+        try:
+            tasks = os.listdir("/proc/%d/task" % self.proc.pid)
+        except FileNotFoundError:
+            return []
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (self.proc.pid, t)) as f:
+                    pids += [int(x) for x in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        out = []
+        for pid in sorted(set(pids)):
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    out.append((pid, f.read().strip()))
+            except FileNotFoundError:
+                pass
+        return out
+
+    def worker_pids(self):
+        return [p for p, c in self.children() if c == "ma-worker"]
+
+    def serving_pid(self, sock):
+        """The pid of the server process holding the other end of a
+        client TCP socket (matched by socket inode in /proc/<pid>/fd), or
+        None."""
+        cport = sock.getsockname()[1]
+        sport = sock.getpeername()[1]
+        inode = None
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    next(f)
+                    for line in f:
+                        fs = line.split()
+                        lp = int(fs[1].rsplit(":", 1)[1], 16)
+                        rp = int(fs[2].rsplit(":", 1)[1], 16)
+                        if lp == sport and rp == cport:
+                            inode = fs[9]
+            except FileNotFoundError:
+                pass
+        if inode is None:
+            return None
+        want = "socket:[%s]" % inode
+        for pid in [p for p, _ in self.children()] + [self.proc.pid]:
+            try:
+                for fd in os.listdir("/proc/%d/fd" % pid):
+                    try:
+                        if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == want:
+                            return pid
+                    except OSError:
+                        pass
+            except OSError:
+                pass
+        return None
 
     # -- clients
 
