@@ -13,7 +13,9 @@
  * Why datagrams in a directory and not a hub process: no process has to be
  * up for delivery to work, a dead process costs one failed sendto, and
  * the master/worker model (issue 5) needs nothing new: each worker binds
- * its own socket. Loss is tolerable by design: an event only says "look
+ * its own socket, and the master removes a dead worker's file at once
+ * (ma_changebus_ipc_forget), so publishers do not even pay the failed
+ * sendto. Loss is tolerable by design: an event only says "look
  * again"; a full receive queue drops it (logged), and clients still see the
  * change at their next command.
  *
@@ -230,5 +232,16 @@ void ma_changebus_ipc_send(struct ma_core *core, const char *user,
 	}
 	pthread_mutex_unlock(&bus_send_lock);
 	closedir(d);
+	free(dir);
+}
+
+void ma_changebus_ipc_forget(struct ma_core *core, pid_t pid)
+{
+	char *dir = bus_dir(core);
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%ld.sock", dir,
+			     (long)pid) < sizeof(path))
+		(void)unlink(path);
 	free(dir);
 }

@@ -6,6 +6,13 @@
  * and the per-session summary log line. Everything in conn.h plus the
  * ma_conn_ref/unref/is_closed/after of core-private.h.
  *
+ * Limits: a new conn asks the anvil (auth.c: in-process, or the auth
+ * process) before any TLS or greeting and does no I/O until it answers;
+ * its count is released at finalize. ma_conn_command_allowed() is a token
+ * bucket per conn (limits.commands_per_second, burst 5 x rate): when it is
+ * empty, input pauses (our own flag, independent of the plugin's pause)
+ * and on_input runs again once a token is back.
+ *
  * Callbacks into the protocol plugin only happen from event callbacks and
  * from the prepare watcher, never from inside a function the plugin called
  * (ma_conn_close() only marks the conn; the fd is closed and on_close()
@@ -120,9 +127,12 @@ void ma_conn_update_io(struct ma_conn *conn)
 	case MA_CONN_TLS_ON:
 		want_write = ma_buf_len(&conn->out) > 0 || conn->tls_send_pending > 0;
 		want_read = !conn->closing && !conn->paused && !conn->blocked &&
-			!conn->read_eof && ma_buf_len(&conn->in) < conn->in.max;
+			!conn->throttled && !conn->read_eof &&
+			ma_buf_len(&conn->in) < conn->in.max;
 		break;
 	}
+	if (conn->admit_wait)
+		want_read = want_write = false;
 	if (conn->closing && conn->tls_state == MA_CONN_TLS_HANDSHAKE)
 		want_read = want_write = false;
 	if (want_write && conn->write_failed)
@@ -198,6 +208,15 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* Admitted: TLS handshake (implicit TLS) or the protocol's greeting. */
+static void conn_start(struct ma_conn *conn)
+{
+	if (conn->listener->tls == MA_TLS_IMPLICIT)
+		(void)ma_tls_begin(conn);
+	else
+		conn_connect(conn);
+}
+
 struct ma_conn *ma_conn_create(struct ma_listener *l, int fd,
 			       const struct sockaddr_storage *remote)
 {
@@ -261,13 +280,44 @@ struct ma_conn *ma_conn_create(struct ma_listener *l, int fd,
 	net->n_conns++;
 
 	ma_conn_ref(conn);
-	if (l->tls == MA_TLS_IMPLICIT) {
-		(void)ma_tls_begin(conn);
+	/* The anvil first: a refused client costs no handshake. */
+	int admit = ma_auth_conn_admit(conn, conn->ip_key,
+				       remote->ss_family != AF_UNIX, &conn->anvil);
+	if (admit < 0) {
+		ma_conn_close_with(conn, MA_CLOSE_LIMIT, "connection limit");
+	} else if (admit == 0) {
+		conn->admit_wait = true;
+		conn_timer_arm(conn);	/* the idle timeout bounds the wait */
+		ma_conn_update_io(conn);
 	} else {
-		conn_connect(conn);
+		conn_start(conn);
 	}
 	ma_conn_unref(conn);
 	return conn;
+}
+
+void ma_conn_admitted(struct ma_conn *conn, bool ok)
+{
+	if (!conn->admit_wait || conn->closing || conn->finalized)
+		return;
+	conn->admit_wait = false;
+	ma_conn_ref(conn);
+	if (!ok)
+		ma_conn_close_with(conn, MA_CLOSE_LIMIT, "connection limit");
+	else
+		conn_start(conn);
+	ma_conn_update_io(conn);
+	ma_conn_unref(conn);
+}
+
+struct ma_anvil_ref *ma_conn_anvil_ref(const struct ma_conn *conn)
+{
+	return conn->anvil;
+}
+
+const char *ma_conn_protocol_name(const struct ma_conn *conn)
+{
+	return conn->ops->name != NULL ? conn->ops->name : conn->listener->protocol;
 }
 
 /* ---- timers ---- */
@@ -461,7 +511,7 @@ static bool conn_may_deliver(const struct ma_conn *conn)
 	/* Not while over the output high-water mark either: pipelined
 	 * commands wait until the client reads its replies. */
 	return !conn->closing && !conn->finalized && !conn->paused &&
-	       !conn->blocked && conn->connected &&
+	       !conn->blocked && !conn->throttled && conn->connected &&
 	       (conn->tls_state == MA_CONN_TLS_OFF || conn->tls_state == MA_CONN_TLS_ON);
 }
 
@@ -765,6 +815,7 @@ void ma_conn_finalize(struct ma_conn *conn)
 		close(conn->fd);
 	conn->fd = -1;
 	ma_net_ip_release(net, conn->ip_key);
+	ma_auth_conn_release(net->core, &conn->anvil);
 	if (conn->prev != NULL)
 		conn->prev->next = conn->next;
 	else
@@ -852,6 +903,59 @@ void ma_conn_input_clear(struct ma_conn *conn)
 {
 	ma_buf_clear(&conn->in);
 	ma_conn_update_io(conn);
+}
+
+/* ---- commands per second ---- */
+
+static void conn_throttle_end(struct ma_conn *conn, void *ctx)
+{
+	(void)ctx;
+	conn->throttled = false;
+	if (ma_buf_len(&conn->in) > 0)
+		conn->input_again = true;
+	if (conn->tls_state == MA_CONN_TLS_ON && ma_tls_pending(conn) > 0)
+		conn->read_again = true;
+	if (conn->input_again || conn->read_again)
+		ma_conn_mark_dirty(conn);
+	ma_conn_update_io(conn);
+}
+
+bool ma_conn_command_allowed(struct ma_conn *conn)
+{
+	unsigned rate = ma_auth_commands_per_second(conn->net->core);
+	double now = ev_now(conn->net->loop), burst = rate * 5.0;
+
+	if (rate == 0 || conn->closing || conn->finalized)
+		return true;
+	if (!conn->bucket_init) {
+		conn->bucket_init = true;
+		conn->tokens = burst;
+		conn->tokens_at = now;
+	}
+	if (now > conn->tokens_at) {
+		conn->tokens += (now - conn->tokens_at) * rate;
+		if (conn->tokens > burst)
+			conn->tokens = burst;
+		conn->tokens_at = now;
+	}
+	if (!conn->throttled && conn->tokens >= 1.0) {
+		conn->tokens -= 1.0;
+		return true;
+	}
+	if (!conn->throttled) {
+		conn->throttled = true;
+		if (!conn->throttle_logged) {
+			conn->throttle_logged = true;
+			ma_conn_log(conn, MA_LOG_NOTICE,
+				    "commands_per_second reached (%u per second, burst %.0f): "
+				    "input paused until the bucket refills", rate, burst);
+		}
+		/* Until one token is back. */
+		ma_conn_after(conn, (1.0 - conn->tokens) / rate + 0.0005,
+			      conn_throttle_end, NULL);
+		ma_conn_update_io(conn);
+	}
+	return false;
 }
 
 /* ---- output API ---- */

@@ -66,6 +66,8 @@ void ma_changebus_ipc_close(struct ma_core *core);
 /* Send (user, mailbox) to every other listening process. Any thread. */
 void ma_changebus_ipc_send(struct ma_core *core, const char *user,
 			   const char *mailbox);
+/* The master, when a worker died: remove that pid's socket file. */
+void ma_changebus_ipc_forget(struct ma_core *core, pid_t pid);
 
 /* ---- store-kv.c: the mail level on top of a kv table ---- */
 const struct ma_store_ops *ma_store_kv_mail_ops(void);
@@ -101,6 +103,27 @@ int ma_authd_run(struct ma_core *core, int listen_fd);
  * auth process for checks, failure tables and the server-wide counts;
  * (re)connects as needed. */
 int ma_auth_use_authd(struct ma_core *core, char **error_r);
+/* The anvil, conn side (conn.c). A new conn asks before the protocol
+ * greets: 1 admitted now, -1 refused now (logged with the limit's name;
+ * close it), 0 asked the auth process: ma_conn_admitted() follows from the
+ * loop unless the conn closed. *ref_r (NULL if nothing is counted) goes
+ * back to ma_auth_conn_release() when the conn is finalized. count_ip:
+ * counts against max_connections_per_ip (not for UNIX socket peers). */
+struct ma_anvil_ref;
+int ma_auth_conn_admit(struct ma_conn *conn, const unsigned char ip_key[16],
+		       bool count_ip, struct ma_anvil_ref **ref_r);
+void ma_auth_conn_release(struct ma_core *core, struct ma_anvil_ref **ref);
+/* For tests and stats: connected to the auth process now; conns this
+ * process counts itself (in-process anvil). */
+bool ma_auth_authd_connected(const struct ma_core *core);
+unsigned ma_auth_local_conn_count(const struct ma_core *core);
+/* limits.commands_per_second (0 = off), read by ma_auth_init(). */
+unsigned ma_auth_commands_per_second(const struct ma_core *core);
+/* conn.c, for auth.c: the admission answer; the conn's anvil handle (the
+ * session of a login is counted on it); the protocol's name for logs. */
+void ma_conn_admitted(struct ma_conn *conn, bool ok);
+struct ma_anvil_ref *ma_conn_anvil_ref(const struct ma_conn *conn);
+const char *ma_conn_protocol_name(const struct ma_conn *conn);
 
 /* ---- threadpool.c ---- */
 /* work() runs on a pool thread; done() runs afterwards on the loop. */
@@ -134,6 +157,28 @@ unsigned ma_net_conn_count(const struct ma_core *core);
 void ma_net_deinit(struct ma_core *core);
 /* Reload TLS certificates (SIGHUP). */
 int ma_net_reload_tls(struct ma_core *core, char **error_r);
+/* Top-level `workers`, checked by ma_net_init(): "auto" (default) is the
+ * number of online CPUs (1..64), 0 is the single-process mode. */
+unsigned ma_net_workers(const struct ma_core *core);
+/* Closes the listening sockets at once (a draining worker, a worker whose
+ * master died, the auth process); open conns go on. Idempotent. */
+void ma_net_close_listeners(struct ma_core *core);
+/* In a child process: the master owns the UNIX socket files, so this
+ * process's deinit must never unlink them. */
+void ma_net_disown_paths(struct ma_core *core);
+/* Master reload (SIGHUP). ma_net_take_sockets() moves the bound listening
+ * sockets out of a core's net (before that core is destroyed);
+ * ma_net_init_inherit() is ma_net_init() that dup()s a socket from `old`
+ * whose address (or UNIX path) matches instead of binding a new one;
+ * ma_net_socks_free() closes what is left of `old`, unlinking the files of
+ * dropped UNIX listeners and handing the others to committed_core's net
+ * (NULL: nothing to hand over, e.g. at exit). After a failed
+ * ma_net_init_inherit() keep `old` for the next try. */
+struct ma_net_socks;
+struct ma_net_socks *ma_net_take_sockets(struct ma_core *core);
+int ma_net_init_inherit(struct ma_core *core, struct ma_net_socks *old,
+			char **error_r);
+void ma_net_socks_free(struct ma_net_socks **old, struct ma_core *committed_core);
 
 /* Keep a conn alive across an async operation. After close the conn is
  * no longer usable (ma_conn_is_closed()) but its memory stays until the

@@ -29,6 +29,14 @@
  *   socket (never a regular file a typo points at). Such connections
  *   report remote_ip "unix", count as loopback and are not subject to
  *   max_connections_per_ip (they all share one "address").
+ * - Processes (docs/processes.md): the master binds, workers inherit the
+ *   listening fds over fork() and all accept on them. The UNIX socket
+ *   files belong to the master (children call ma_net_disown_paths()). At a
+ *   reload the master builds a new net with ma_net_init_inherit(), which
+ *   dup()s the already-bound socket of a listener whose address/port (or
+ *   path) did not change: connections waiting in the backlog are not lost
+ *   and no root is needed to keep a port below 1024.
+ * - `workers` (top level) is read here, so `config check` knows it too.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -174,7 +182,7 @@ static void net_accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct ma_net *net = w->data;
 
 	(void)revents;
-	if (net->shutting_down)
+	if (net->shutting_down || net->listeners_closed)
 		return;
 	for (unsigned i = 0; i < net->n_socks; i++)
 		ev_io_start(loop, &net->socks[i]->io);
@@ -189,7 +197,7 @@ static void net_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	/* Accept until EAGAIN, but bounded so one busy listener cannot
 	 * starve the connections already open. */
-	for (unsigned n = 0; n < 256 && !net->shutting_down; n++) {
+	for (unsigned n = 0; n < 256 && !net->shutting_down && ls->fd >= 0; n++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		unsigned char key[16];
@@ -297,6 +305,98 @@ static int net_read_limits(struct ma_net *net, const struct ma_config_section *r
 	return 0;
 }
 
+/* Top-level `workers`: "auto" (default: one per online CPU), or 0..64. */
+#define MA_NET_WORKERS_MAX 64
+static int net_read_workers(struct ma_net *net, const struct ma_config_section *root,
+			    char **error_r)
+{
+	const char *v = ma_config_get(root, "workers", "auto");
+	unsigned long n = 0;
+	char *end = NULL;
+
+	if (strcasecmp(v, "auto") == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		net->workers = cpus < 1 ? 1 : cpus > MA_NET_WORKERS_MAX ?
+			MA_NET_WORKERS_MAX : (unsigned)cpus;
+		return 0;
+	}
+	errno = 0;
+	if (*v >= '0' && *v <= '9')
+		n = strtoul(v, &end, 10);
+	if (end == NULL || end == v || *end != '\0' || errno != 0 ||
+	    n > MA_NET_WORKERS_MAX) {
+		*error_r = net_strerror_dup("%s: workers: expected auto or a number from 0 to %d (got '%s')",
+					    ma_config_where(root, "workers"),
+					    MA_NET_WORKERS_MAX, v);
+		return -1;
+	}
+	net->workers = (unsigned)n;
+	return 0;
+}
+
+/* Reload: a bound socket of the previous generation with this address,
+ * dup()ed; -1 if there is none (bind a new one). */
+static int net_inherit_inet(struct ma_net *net, const struct sockaddr *sa)
+{
+	for (unsigned i = 0; net->inherit != NULL && i < net->inherit->n; i++) {
+		struct ma_listen_sock *old = net->inherit->socks[i];
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		bool same = false;
+
+		if (old->unix_path != NULL || old->inherited || old->fd < 0 ||
+		    getsockname(old->fd, (struct sockaddr *)&ss, &sl) < 0 ||
+		    ss.ss_family != sa->sa_family)
+			continue;
+		if (sa->sa_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)sa, *b = (const void *)&ss;
+			same = a->sin_port == b->sin_port &&
+			       a->sin_addr.s_addr == b->sin_addr.s_addr;
+		} else if (sa->sa_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const void *)sa, *b = (const void *)&ss;
+			same = a->sin6_port == b->sin6_port &&
+			       memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0 &&
+			       a->sin6_scope_id == b->sin6_scope_id;
+		}
+		if (!same)
+			continue;
+		int fd = fcntl(old->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd >= 0)
+			old->inherited = true;
+		return fd;
+	}
+	return -1;
+}
+
+static int net_inherit_unix(struct ma_net *net, const char *path)
+{
+	for (unsigned i = 0; net->inherit != NULL && i < net->inherit->n; i++) {
+		struct ma_listen_sock *old = net->inherit->socks[i];
+		struct stat st;
+
+		if (old->unix_path == NULL || old->inherited || old->fd < 0 ||
+		    strcmp(old->unix_path, path) != 0)
+			continue;
+		/* Only if the file is still the one we bound. */
+		if (lstat(path, &st) < 0 || st.st_dev != old->unix_dev ||
+		    st.st_ino != old->unix_ino)
+			return -1;
+		int fd = fcntl(old->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd >= 0)
+			old->inherited = true;
+		return fd;
+	}
+	return -1;
+}
+
+static void net_add_sock(struct ma_net *net, struct ma_listen_sock *ls)
+{
+	ev_io_init(&ls->io, net_accept_cb, ls->fd, EV_READ);
+	net->socks = ma_realloc(net->socks, sizeof(*net->socks) * (net->n_socks + 1));
+	net->socks[net->n_socks++] = ls;
+}
+
 static int net_bind_one(struct ma_net *net, struct ma_listener *l,
 			const char *addr, unsigned port, bool check_only,
 			const char *where, char **error_r)
@@ -320,6 +420,9 @@ static int net_bind_one(struct ma_net *net, struct ma_listener *l,
 		freeaddrinfo(res);
 		return 0;
 	}
+	fd = net_inherit_inet(net, res->ai_addr);
+	if (fd >= 0)
+		goto have_fd;
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
@@ -335,15 +438,13 @@ static int net_bind_one(struct ma_net *net, struct ma_listener *l,
 		goto fail;
 	if (listen(fd, MA_LISTEN_BACKLOG) < 0)
 		goto fail;
-
+have_fd:;
 	struct ma_listen_sock *ls = ma_malloc0(sizeof(*ls));
 	ls->fd = fd;
 	ls->listener = l;
 	ls->addr_text = net_strerror_dup(res->ai_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
 					 addr, port);
-	ev_io_init(&ls->io, net_accept_cb, fd, EV_READ);
-	net->socks = ma_realloc(net->socks, sizeof(*net->socks) * (net->n_socks + 1));
-	net->socks[net->n_socks++] = ls;
+	net_add_sock(net, ls);
 	freeaddrinfo(res);
 	return 0;
 fail:
@@ -387,6 +488,21 @@ static int net_unix_clear_stale(const char *path, const struct sockaddr_un *sun,
 	if (unlink(path) < 0 && errno != ENOENT)
 		return -1;
 	return 0;
+}
+
+static void net_add_unix_sock(struct ma_net *net, struct ma_listener *l, int fd,
+			      const char *path, const struct stat *st, bool owns_path)
+{
+	struct ma_listen_sock *ls = ma_malloc0(sizeof(*ls));
+
+	ls->fd = fd;
+	ls->listener = l;
+	ls->addr_text = ma_strdup(path);
+	ls->unix_path = ma_strdup(path);
+	ls->unix_dev = st->st_dev;
+	ls->unix_ino = st->st_ino;
+	ls->owns_path = owns_path;
+	net_add_sock(net, ls);
 }
 
 static int net_bind_unix(struct ma_net *net, struct ma_listener *l,
@@ -449,6 +565,23 @@ static int net_bind_unix(struct ma_net *net, struct ma_listener *l,
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = net_inherit_unix(net, path);
+	if (fd >= 0) {
+		/* Same socket: apply this generation's mode and owner. */
+		bool inherited_ok = chmod(path, (mode_t)mode) == 0 &&
+			((uid == (uid_t)-1 && gid == (gid_t)-1) ||
+			 chown(path, uid, gid) == 0) && stat(path, &st) == 0;
+		if (!inherited_ok) {
+			*error_r = net_strerror_dup("%s: listener %s: %s: %s", where,
+						    l->name, path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		/* The old generation owns the file until the new one is
+		 * committed (ma_net_socks_free). */
+		net_add_unix_sock(net, l, fd, path, &st, false);
+		return 0;
+	}
 	if (net_unix_clear_stale(path, &sun, error_r, where, l->name) < 0) {
 		if (*error_r != NULL)
 			return -1;
@@ -469,17 +602,7 @@ static int net_bind_unix(struct ma_net *net, struct ma_listener *l,
 		goto fail_unlink;
 	if (listen(fd, MA_LISTEN_BACKLOG) < 0)
 		goto fail_unlink;
-
-	struct ma_listen_sock *ls = ma_malloc0(sizeof(*ls));
-	ls->fd = fd;
-	ls->listener = l;
-	ls->addr_text = ma_strdup(path);
-	ls->unix_path = ma_strdup(path);
-	ls->unix_dev = st.st_dev;
-	ls->unix_ino = st.st_ino;
-	ev_io_init(&ls->io, net_accept_cb, fd, EV_READ);
-	net->socks = ma_realloc(net->socks, sizeof(*net->socks) * (net->n_socks + 1));
-	net->socks[net->n_socks++] = ls;
+	net_add_unix_sock(net, l, fd, path, &st, true);
 	return 0;
 fail_unlink:
 	*error_r = net_strerror_dup("%s: listener %s: %s: %s", where, l->name,
@@ -586,11 +709,29 @@ static int net_read_listener(struct ma_net *net, const struct ma_config_section 
 	return 0;
 }
 
+static int net_init(struct ma_core *core, struct ma_net_socks *inherit,
+		    char **error_r);
+
 int ma_net_init(struct ma_core *core, char **error_r)
+{
+	return net_init(core, NULL, error_r);
+}
+
+int ma_net_init_inherit(struct ma_core *core, struct ma_net_socks *old,
+			char **error_r)
+{
+	for (unsigned i = 0; old != NULL && i < old->n; i++)
+		old->socks[i]->inherited = false;
+	return net_init(core, old, error_r);
+}
+
+static int net_init(struct ma_core *core, struct ma_net_socks *inherit,
+		    char **error_r)
 {
 	const struct ma_config_section *root, *s;
 	struct ma_net *net;
 	bool need_tls = false;
+	int ret = -1;
 
 	*error_r = NULL;
 	if (core->net != NULL) {
@@ -608,13 +749,15 @@ int ma_net_init(struct ma_core *core, char **error_r)
 	ev_timer_init(&net->accept_retry, net_accept_retry_cb, 1.0, 0.);
 	net->accept_retry.data = net;
 
+	net->inherit = inherit;
 	root = ma_config_root(core->config);
-	if (net_read_limits(net, root, error_r) < 0)
-		return -1;
+	if (net_read_limits(net, root, error_r) < 0 ||
+	    net_read_workers(net, root, error_r) < 0)
+		goto out;
 	for (s = ma_config_next_child(root, "listener", NULL); s != NULL;
 	     s = ma_config_next_child(root, "listener", s)) {
 		if (net_read_listener(net, s, error_r) < 0)
-			return -1;
+			goto out;
 		if (net->listeners[net->n_listeners - 1]->tls != MA_TLS_NONE)
 			need_tls = true;
 	}
@@ -622,12 +765,20 @@ int ma_net_init(struct ma_core *core, char **error_r)
 	if (net->tls_section != NULL) {
 		net->tls = ma_tls_ctx_load(net->tls_section, error_r);
 		if (net->tls == NULL)
-			return -1;
+			goto out;
 	} else if (need_tls) {
 		*error_r = ma_strdup("a listener uses tls but there is no tls { cert key } section");
-		return -1;
+		goto out;
 	}
-	return 0;
+	ret = 0;
+out:
+	net->inherit = NULL;
+	return ret;
+}
+
+unsigned ma_net_workers(const struct ma_core *core)
+{
+	return core->net != NULL ? core->net->workers : 0;
 }
 
 int ma_net_start(struct ma_core *core, char **error_r)
@@ -649,6 +800,7 @@ int ma_net_start(struct ma_core *core, char **error_r)
 
 static void net_close_listeners(struct ma_net *net)
 {
+	net->listeners_closed = true;
 	for (unsigned i = 0; i < net->n_socks; i++) {
 		struct ma_listen_sock *ls = net->socks[i];
 
@@ -658,6 +810,89 @@ static void net_close_listeners(struct ma_net *net)
 		ls->fd = -1;
 	}
 	ev_timer_stop(net->loop, &net->accept_retry);
+}
+
+void ma_net_close_listeners(struct ma_core *core)
+{
+	if (core->net != NULL && !core->net->listeners_closed)
+		net_close_listeners(core->net);
+}
+
+void ma_net_disown_paths(struct ma_core *core)
+{
+	for (unsigned i = 0; core->net != NULL && i < core->net->n_socks; i++)
+		core->net->socks[i]->owns_path = false;
+}
+
+/* Closes ls's fd and, if it owns its UNIX socket file and the file is
+ * still the one it bound, unlinks it; frees ls. */
+static void net_sock_free(struct ma_listen_sock *ls, bool check_only)
+{
+	struct stat st;
+
+	if (ls->fd >= 0)
+		close(ls->fd);
+	/* Best effort: after dropping privileges the directory may not be
+	 * writable; a newer daemon may have replaced the file. */
+	if (ls->unix_path != NULL && ls->owns_path && !check_only &&
+	    lstat(ls->unix_path, &st) == 0 && st.st_dev == ls->unix_dev &&
+	    st.st_ino == ls->unix_ino)
+		(void)unlink(ls->unix_path);
+	free(ls->unix_path);
+	free(ls->addr_text);
+	free(ls);
+}
+
+struct ma_net_socks *ma_net_take_sockets(struct ma_core *core)
+{
+	struct ma_net *net = core->net;
+	struct ma_net_socks *socks = ma_malloc0(sizeof(*socks));
+
+	if (net == NULL)
+		return socks;
+	for (unsigned i = 0; i < net->n_socks; i++) {
+		ev_io_stop(net->loop, &net->socks[i]->io);
+		net->socks[i]->listener = NULL;	/* dies with the core */
+	}
+	socks->socks = net->socks;
+	socks->n = net->n_socks;
+	net->socks = NULL;
+	net->n_socks = 0;
+	return socks;
+}
+
+void ma_net_socks_free(struct ma_net_socks **oldp, struct ma_core *committed)
+{
+	struct ma_net_socks *old = *oldp;
+
+	if (old == NULL)
+		return;
+	*oldp = NULL;
+	for (unsigned i = 0; i < old->n; i++) {
+		struct ma_listen_sock *ls = old->socks[i];
+
+		/* A UNIX socket the new generation took over: its file is
+		 * the new net's to remove now. */
+		if (ls->inherited && ls->unix_path != NULL && ls->owns_path &&
+		    committed != NULL && committed->net != NULL) {
+			for (unsigned j = 0; j < committed->net->n_socks; j++) {
+				struct ma_listen_sock *n = committed->net->socks[j];
+
+				if (n->unix_path != NULL &&
+				    strcmp(n->unix_path, ls->unix_path) == 0 &&
+				    n->unix_dev == ls->unix_dev &&
+				    n->unix_ino == ls->unix_ino) {
+					n->owns_path = true;
+					ls->owns_path = false;
+				}
+			}
+		}
+		if (ls->inherited && committed != NULL)
+			ls->owns_path = false;
+		net_sock_free(ls, false);
+	}
+	free(old->socks);
+	free(old);
 }
 
 void ma_net_shutdown(struct ma_core *core)
@@ -726,19 +961,9 @@ void ma_net_deinit(struct ma_core *core)
 	ev_prepare_stop(net->loop, &net->prepare);
 	ev_idle_stop(net->loop, &net->idle);
 	for (unsigned i = 0; i < net->n_socks; i++) {
-		struct ma_listen_sock *ls = net->socks[i];
-		struct stat st;
-
-		/* Remove our socket file if it is still ours (a newer daemon
-		 * may have replaced it); best effort: after dropping
-		 * privileges the directory may not be writable. */
-		if (ls->unix_path != NULL && !(net->core->flags & MA_CORE_CHECK_ONLY) &&
-		    lstat(ls->unix_path, &st) == 0 && st.st_dev == ls->unix_dev &&
-		    st.st_ino == ls->unix_ino)
-			(void)unlink(ls->unix_path);
-		free(ls->unix_path);
-		free(ls->addr_text);
-		free(ls);
+		/* fd already closed by net_close_listeners() */
+		net_sock_free(net->socks[i],
+			      (net->core->flags & MA_CORE_CHECK_ONLY) != 0);
 	}
 	free(net->socks);
 	for (unsigned i = 0; i < net->n_listeners; i++) {

@@ -94,6 +94,17 @@ struct ma_listen_sock {
 	char *unix_path;	/* UNIX socket: unlinked at deinit if still ours */
 	dev_t unix_dev;
 	ino_t unix_ino;
+	/* Unlink unix_path at deinit. False in child processes (the master
+	 * owns the file) and for a socket inherited at a reload until the
+	 * new generation is committed (ma_net_socks_free). */
+	bool owns_path;
+	bool inherited;		/* in a ma_net_socks: dup()ed by the new net */
+};
+
+/* Bound sockets handed from one generation to the next (master, SIGHUP). */
+struct ma_net_socks {
+	struct ma_listen_sock **socks;
+	unsigned n;
 };
 
 struct ma_listener {
@@ -121,6 +132,9 @@ struct ma_net {
 	struct ma_listen_sock **socks;
 	unsigned n_socks;
 	bool started, shutting_down;
+	bool listeners_closed;	/* ma_net_close_listeners(): never again */
+	unsigned workers;	/* top-level `workers`, resolved (0 = single) */
+	struct ma_net_socks *inherit;	/* during ma_net_init_inherit() */
 	ev_timer accept_retry;	/* after EMFILE: pause accepting briefly */
 
 	/* limits */
@@ -221,6 +235,14 @@ struct ma_conn {
 	bool in_flush;
 	enum ma_close_reason close_reason;
 	char *close_text;
+
+	/* limits (conn.c + auth.c) */
+	struct ma_anvil_ref *anvil;	/* counted by the anvil; NULL if not */
+	bool admit_wait;	/* waiting for the anvil's answer: no I/O */
+	bool throttled;		/* command bucket empty: input paused */
+	bool throttle_logged;	/* one log line per session */
+	bool bucket_init;
+	double tokens, tokens_at;	/* commands_per_second bucket */
 };
 
 /* Accepted socket -> conn (listener.c calls it). */

@@ -462,6 +462,10 @@ class Daemon:
 
     def _start_once(self, wait):
         self._log_fh = open(self.log_path, "ab")
+        # Only this start's lines count below: after a kill -9 the old
+        # workers may still answer on the port for a moment, and the old
+        # "started" line is already in the log.
+        log_start = self._log_fh.tell()
         env = dict(self.env)
         if self.preload:
             env["LD_PRELOAD"] = self.preload
@@ -492,10 +496,24 @@ class Daemon:
                 time.sleep(0.05)
         # The sockets listen a moment before the daemon's loop (and its
         # SIGTERM handler) runs; its "started" log line says it is there.
-        while "started" not in self.log_text() and time.monotonic() < deadline:
+        while "started" not in self._log_since(log_start) \
+                and time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
+        rc = self.proc.poll()
+        if rc is not None:
+            self.exit_code = rc
+            raise DaemonError("mailaccessd exited at startup (rc=%s); "
+                              "log:\n%s" % (rc, self.log_tail()))
+
+    def _log_since(self, offset):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -74,6 +74,16 @@ void ma_conn_pause_input(struct ma_conn *conn);
 void ma_conn_resume_input(struct ma_conn *conn);
 /* Discard all buffered input (after STARTTLS, after a fatal parse error). */
 void ma_conn_input_clear(struct ma_conn *conn);
+/* Commands per second (limits.commands_per_second, default 200; a token
+ * bucket per conn holding up to 5 x the rate, full at connect). Call it
+ * once per complete command, from on_input, before running the command.
+ * true: go ahead (one token taken). false: do NOT run the command and do
+ * not consume its bytes; return from on_input. The core has paused input
+ * (its own pause, independent of ma_conn_pause_input()), logged one line
+ * for the session the first time, and calls on_input again when a token
+ * is back (1/rate seconds later). Never true again before that on_input.
+ * Always true when the limit is off (0). */
+bool ma_conn_command_allowed(struct ma_conn *conn);
 
 /* --- output --- */
 /* Queue bytes. Returns -1 if the output buffer's hard limit would be
