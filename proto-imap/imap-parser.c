@@ -81,7 +81,18 @@ static size_t imap_parser_line_limit(const struct imap_parser *p)
 {
 	if (p->s == NULL || p->s->state == IMAP_STATE_NOT_AUTH)
 		return IMAP_PREAUTH_LINE_MAX;
+	if (p->s->set != NULL && p->s->set->max_line > 0)
+		return (size_t)p->s->set->max_line;
 	return IMAP_LINE_MAX;
+}
+
+/* The limit of literals outside APPEND (the total of a command's literals
+ * is bounded by the largest one plus this). */
+static uint64_t imap_parser_literal_limit_plain(const struct imap_parser *p)
+{
+	if (p->s != NULL && p->s->set != NULL && p->s->set->max_literal > 0)
+		return p->s->set->max_literal;
+	return IMAP_LITERAL_MAX;
 }
 
 static uint64_t imap_parser_literal_limit(const struct imap_parser *p)
@@ -94,7 +105,14 @@ static uint64_t imap_parser_literal_limit(const struct imap_parser *p)
 			return p->s->set->max_message_size;
 		return 64ull << 20;
 	}
-	return IMAP_LITERAL_MAX;
+	return imap_parser_literal_limit_plain(p);
+}
+
+/* Between commands: nothing of the next one has been read yet. */
+bool imap_parser_idle(const struct imap_parser *p)
+{
+	return p->st == IMAP_PS_LINE && p->cmd == NULL && p->line_len == 0 &&
+	       p->cmd_bytes == 0;
 }
 
 /* ----------------------------------------------------------- helpers */
@@ -462,7 +480,7 @@ static enum imap_parse_result imap_parser_segment(struct imap_parser *p,
 			lim = imap_parser_literal_limit(p);
 			if (kind == '-' && lim > IMAP_LITERAL_MINUS_MAX)
 				lim = IMAP_LITERAL_MINUS_MAX;
-			if (n > lim || p->lit_total + n > lim + IMAP_LITERAL_MAX)
+			if (n > lim || p->lit_total + n > lim + imap_parser_literal_limit_plain(p))
 				return imap_parser_error(p, "Literal too big (max %llu)",
 							 (unsigned long long)lim);
 			p->lit_total += n;

@@ -128,6 +128,8 @@ static int imap_settings_read(struct ma_core *core,
 	memset(set, 0, sizeof(*set));
 	set->max_message_size = 64ull << 20;
 	set->idle_timeout = 30 * 60;
+	set->max_line = IMAP_LINE_MAX;
+	set->max_literal = IMAP_LITERAL_MAX;
 	set->autocreate_subscribe = true;
 
 	if (core != NULL && ma_core_config(core) != NULL)
@@ -154,6 +156,23 @@ static int imap_settings_read(struct ma_core *core,
 	if (set->idle_timeout < 1 || set->idle_timeout > 7 * 86400) {
 		*error_r = imap_config_error(config, "idle_timeout",
 					     "must be between 1s and 7d", NULL);
+		return -1;
+	}
+	if (ma_config_get_size(config, "max_line", IMAP_LINE_MAX,
+			       &set->max_line, &cerror) < 0 ||
+	    ma_config_get_size(config, "max_literal", IMAP_LITERAL_MAX,
+			       &set->max_literal, &cerror) < 0) {
+		*error_r = cerror;
+		return -1;
+	}
+	if (set->max_line < 1024 || set->max_line > (1u << 20)) {
+		*error_r = imap_config_error(config, "max_line",
+					     "must be between 1k and 1M", NULL);
+		return -1;
+	}
+	if (set->max_literal < 1024 || set->max_literal > (16u << 20)) {
+		*error_r = imap_config_error(config, "max_literal",
+					     "must be between 1k and 16M", NULL);
 		return -1;
 	}
 	if (ma_config_get_bool(config, "autocreate_subscribe", true,

@@ -31,10 +31,10 @@
 
 /* ---------------- limits ---------------- */
 #define IMAP_TAG_MAX 64			/* bytes of a tag */
-#define IMAP_LINE_MAX (64 * 1024)	/* one command line, literals excluded */
+#define IMAP_LINE_MAX (64 * 1024)	/* default imap.max_line: one command line, literals excluded */
 #define IMAP_ARGS_MAX 4096		/* arguments in one command, all levels */
 #define IMAP_DEPTH_MAX 32		/* list nesting */
-#define IMAP_LITERAL_MAX (64 * 1024)	/* literal in a command other than APPEND */
+#define IMAP_LITERAL_MAX (64 * 1024)	/* default imap.max_literal: a literal outside APPEND */
 #define IMAP_LITERAL_MINUS_MAX 4096	/* RFC 7888 LITERAL- */
 #define IMAP_BAD_MAX 20			/* consecutive BADs before BYE */
 #define IMAP_PREAUTH_LINE_MAX 8192	/* before login */
@@ -85,6 +85,8 @@ enum imap_state {
 struct imap_settings {			/* from `imap { }`, see docs/imap.md */
 	uint64_t max_message_size;	/* APPEND literal limit (limits.max_message_size) */
 	double idle_timeout;		/* authenticated idle timeout (30m, RFC 3501 5.4) */
+	uint64_t max_line;		/* command line after login (IMAP_LINE_MAX) */
+	uint64_t max_literal;		/* literal outside APPEND (IMAP_LITERAL_MAX) */
 	/* special-use mailboxes created at first login, e.g. "Drafts" -> \Drafts */
 	struct { const char *name; uint32_t attr; } autocreate[8];
 	unsigned n_autocreate;
@@ -273,6 +275,8 @@ enum imap_parse_result imap_parser_feed(struct imap_parser *p, const unsigned ch
 /* Limits depend on state (tighter before login) and command (APPEND gets
  * max_message_size); the parser asks the session. */
 void imap_parser_reset(struct imap_parser *p);
+/* True between commands (no byte of the next command read yet). */
+bool imap_parser_idle(const struct imap_parser *p);
 /* Added by the session engineer: raw lines for SASL responses and IDLE's
  * "DONE" (not commands). CMD with *line_r (NUL-terminated, valid until
  * imap_parser_line_done() or the next feed), MORE, or BAD (line too long:

@@ -565,6 +565,13 @@ static void imap_on_input(struct ma_conn *conn)
 		data = ma_conn_input(conn, &len);
 		if (len == 0)
 			break;
+		/* limits.commands_per_second: one token per command, taken
+		 * when its first line is complete and before the parser
+		 * consumes it (literals and continuation lines are free). */
+		if (imap_parser_idle(s->parser) &&
+		    memchr(data, '\n', len) != NULL &&
+		    !ma_conn_command_allowed(conn))
+			break;
 		r = imap_parser_feed(s->parser, data, len, &used, &cmd, &tag,
 				     &error);
 		/* consume before running: STARTTLS makes the core drop the

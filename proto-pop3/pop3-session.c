@@ -411,6 +411,12 @@ static void pop3_on_input(struct ma_conn *conn)
 		data = ma_conn_input(conn, &len);
 		if (len == 0)
 			break;
+		/* limits.commands_per_second: one token per complete line,
+		 * taken before the parser consumes it (a line split over
+		 * several reads is charged once, when its LF is here). */
+		if (memchr(data, '\n', len) != NULL &&
+		    !ma_conn_command_allowed(conn))
+			break;
 		r = pop3_parser_feed(&s->parser, data, len, &used);
 		/* consume before running: STLS makes the core drop the
 		 * rest of its buffer */

@@ -546,6 +546,9 @@ static bool lmtp_input_step(struct lmtp_session *s)
 		return true;
 	}
 	case LMTP_IN_CMD:
+		/* No ma_conn_command_allowed() here: an LMTP listener serves
+		 * the MTA, whose queue must drain at disk speed; its
+		 * concurrency is the MTA's setting (docs/lmtp.md). */
 		break;
 	}
 
