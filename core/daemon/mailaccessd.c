@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -240,6 +241,16 @@ int mad_drop_privileges(struct ma_core *core, char **error_r)
 		return 0;
 	if (getuid() == uid && geteuid() == uid && getgid() == gid)
 		return 0;	/* already that user */
+	/* While still root: empty the capability bounding set, so nothing
+	 * this process later executes (a setuid or file-capability program)
+	 * can get a capability back. Stops at the first cap this kernel does
+	 * not know (EINVAL). */
+	if (uid != 0 && geteuid() == 0) {
+		for (int cap = 0; cap < 64; cap++) {
+			if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+				break;
+		}
+	}
 	if (initgroups(user, gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		if (asprintf(error_r, "cannot switch to user %s: %s", user,
 			     strerror(errno)) < 0)
@@ -252,6 +263,8 @@ int mad_drop_privileges(struct ma_core *core, char **error_r)
 			ma_oom();
 		return -1;
 	}
+	/* and no exec can raise privileges again (setuid bits ignored) */
+	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	ma_info("running as user %s (uid %u gid %u)", user, (unsigned)uid,
 		(unsigned)gid);
 	return 0;

@@ -74,6 +74,11 @@ def setup():
     os.chown(D.dir, UID, GID)
     os.chmod(D.dir, 0o700)
     D.start()
+    # the master says "started" once the workers are forked; each worker
+    # logs its drop a moment later
+    end = time.monotonic() + 10
+    while "running as user nobody" not in D.log_text() and time.monotonic() < end:
+        time.sleep(0.05)
     assert "running as user nobody" in D.log_text(), D.log_tail()
 
 
@@ -127,9 +132,11 @@ def check_unprivileged(pid):
         assert gids == [GID] * 4, (where, "Gid real/eff/saved/fs", gids)
         groups = [int(x) for x in st.get("Groups", [])]
         assert 0 not in groups, (where, "supplementary groups", groups)
-        for cap in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+        for cap in ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"):
             if cap in st:
                 assert int(st[cap][0], 16) == 0, (where, cap, st[cap])
+        # no exec can raise privileges again (setuid bits ignored)
+        assert st.get("NoNewPrivs", ["0"])[0] == "1", (where, "NoNewPrivs", st.get("NoNewPrivs"))
     return len(tids), status(pid)
 
 
