@@ -2427,6 +2427,153 @@ static int md_cmp_u32(const void *a, const void *b)
 static int maildir_expunge_uids(struct maildir_box *b, const uint32_t *uids,
 				unsigned n, struct ma_error_info *err);
 
+/* Move between two different folders: each message's file is renamed
+ * from the source's cur/ straight into the destination's cur/, one atomic
+ * step per message, so a kill -9 leaves every message in exactly one of
+ * the folders -- never in both, never in none. The lists catch up at the
+ * next load if the kill comes before they are written (an entry without
+ * its file is dropped, a file without an entry gets the next UID). Both
+ * folder locks are held, taken in (device, inode) order so that two
+ * opposite moves cannot deadlock. Returns 0, -1 (err set), or 1 when the
+ * first rename is impossible (EXDEV: folders on different file systems)
+ * and nothing was done: the caller then copies and expunges. */
+static int md_move_renames(struct maildir_box *b, int dfd,
+			   const uint32_t *uids, unsigned n,
+			   uint32_t *new_uids_r, uint32_t *uidvalidity_r,
+			   struct ma_error_info *err)
+{
+	struct maildir_user *u = b->u;
+	struct md_list sl, dl;
+	char *skw[MD_KW_MAX] = { NULL };
+	struct stat ss, ds;
+	int lfd1, lfd2, sfd_first;
+	unsigned moved = 0;
+	int r = 0;
+
+	if (fstat(b->fd, &ss) < 0 || fstat(dfd, &ds) < 0)
+		return md_sys_error(err, "stat folder");
+	sfd_first = ss.st_dev < ds.st_dev ||
+		    (ss.st_dev == ds.st_dev && ss.st_ino < ds.st_ino);
+	lfd1 = md_lock(sfd_first ? b->fd : dfd, err);
+	if (lfd1 < 0)
+		return -1;
+	lfd2 = md_lock(sfd_first ? dfd : b->fd, err);
+	if (lfd2 < 0) {
+		close(lfd1);
+		return -1;
+	}
+	if (md_load_locked(u, b->fd, &sl, err) < 0) {
+		close(lfd2);
+		close(lfd1);
+		return -1;
+	}
+	if (md_load_locked(u, dfd, &dl, err) < 0) {
+		maildir_list_free(&sl);
+		close(lfd2);
+		close(lfd1);
+		return -1;
+	}
+	md_kw_read(b->fd, skw);
+	bool *gone = ma_malloc0((sl.n ? sl.n : 1) * sizeof(*gone));
+	for (unsigned i = 0; i < n; i++)
+		new_uids_r[i] = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct md_entry *e = md_find(&sl, uids[i]);
+		char base[400], fname[512], from[MD_PATH_MAX], to[MD_PATH_MAX];
+		char cf[MD_PATH_MAX], ct[MD_PATH_MAX];
+		uint32_t fl;
+		uint64_t kw, dkw = 0;
+
+		if (e == NULL || gone[e - sl.e])
+			continue;	/* expunged meanwhile (or listed twice): 0 */
+		maildir_parse_info(e->fname, &fl, &kw);
+		/* keyword letters are per folder: map by name */
+		const char *names[MD_KW_MAX];
+		unsigned nk = 0;
+		for (unsigned k = 0; k < MD_KW_MAX; k++)
+			if ((kw & ((uint64_t)1 << k)) && skw[k] != NULL)
+				names[nk++] = skw[k];
+		if (md_kw_map(dfd, names, nk, &dkw, err) < 0) {
+			r = -1;
+			break;
+		}
+		md_unique(base, sizeof(base), (size_t)e->vsize);
+		md_make_fname(base, strlen(base), fl, dkw, fname, sizeof(fname));
+		snprintf(cf, sizeof(cf), MD_CACHEDIR "/%.*s",
+			 (int)md_base_len(e->fname), e->fname);
+		snprintf(ct, sizeof(ct), MD_CACHEDIR "/%s", base);
+		if (e->csize > 0) {
+			/* the cache first: the file never shows up without it */
+			mkdirat(dfd, MD_CACHEDIR, 0700);
+			(void)linkat(b->fd, cf, dfd, ct, 0);
+		}
+		snprintf(from, sizeof(from), "cur/%s", e->fname);
+		snprintf(to, sizeof(to), "cur/%s", fname);
+		if (renameat(b->fd, from, dfd, to) < 0) {
+			int e2 = errno;
+
+			(void)unlinkat(dfd, ct, 0);
+			if (e2 == ENOENT)
+				continue;	/* expunged meanwhile: 0 */
+			errno = e2;
+			if (moved == 0 && e2 == EXDEV) {
+				r = 1;
+				break;
+			}
+			md_sys_error(err, "rename into destination");
+			r = -1;
+			break;
+		}
+		(void)unlinkat(b->fd, cf, 0);
+		gone[e - sl.e] = true;
+		moved++;
+		struct md_entry *ne = md_list_add(&dl);
+		ne->uid = dl.uidnext++;
+		ne->modseq = dl.modseq + 1;	/* one modseq per write */
+		ne->tz = e->tz;
+		ne->vsize = e->vsize;
+		ne->csize = e->csize;
+		ne->date = e->date;
+		ne->fname = ma_strdup(fname);
+		new_uids_r[i] = ne->uid;
+	}
+	if (moved > 0) {
+		unsigned o = 0;
+
+		md_fsync_sub(dfd, "cur");
+		md_fsync_sub(b->fd, "cur");
+		dl.modseq++;
+		/* the destination first: its new UIDs are what the client
+		 * is told; a kill before the source's list only leaves
+		 * entries without files there, dropped at the next load */
+		if (md_list_write(dfd, &dl) < 0 && r == 0)
+			r = md_sys_error(err, "write uidlist");
+		for (unsigned k = 0; k < sl.n; k++) {
+			if (gone[k]) {
+				free(sl.e[k].fname);
+				continue;
+			}
+			sl.e[o++] = sl.e[k];
+		}
+		sl.n = o;
+		sl.modseq++;	/* RFC 7162 3.2.10: an expunge raises it */
+		if (md_list_write(b->fd, &sl) < 0 && r == 0)
+			r = md_sys_error(err, "write uidlist");
+	}
+	if (r != 0 && moved == 0)
+		for (unsigned i = 0; i < n; i++)
+			new_uids_r[i] = 0;
+	if (uidvalidity_r != NULL)
+		*uidvalidity_r = dl.uidvalidity;
+	free(gone);
+	md_kw_free(skw);
+	maildir_list_free(&sl);
+	maildir_list_free(&dl);
+	close(lfd2);
+	close(lfd1);
+	return r;
+}
+
 static int maildir_copy(void *vb, const uint32_t *uids, unsigned n,
 			const char *dest, bool move, uint32_t *new_uids_r,
 			uint32_t *uidvalidity_r, struct ma_error_info *err)
@@ -2443,6 +2590,21 @@ static int maildir_copy(void *vb, const uint32_t *uids, unsigned n,
 	dfd = md_folder_open(u, dest, err);
 	if (dfd < 0)
 		return -1;
+	if (move) {
+		struct stat ss, ds;
+
+		/* another folder: renames, never in both after a kill */
+		if (fstat(b->fd, &ss) == 0 && fstat(dfd, &ds) == 0 &&
+		    (ss.st_dev != ds.st_dev || ss.st_ino != ds.st_ino)) {
+			r = md_move_renames(b, dfd, uids, n, new_uids_r,
+					    uidvalidity_r, err);
+			if (r <= 0) {
+				close(dfd);
+				return r;
+			}
+			r = -1;	/* EXDEV: copy + expunge below */
+		}
+	}
 	/* The source's current names (flags may have changed since the
 	 * view's snapshot). */
 	if (md_refresh(u, b->fd, &src, err) < 0) {
@@ -2604,8 +2766,9 @@ static int maildir_copy(void *vb, const uint32_t *uids, unsigned n,
 		goto out;
 	r = 0;
 	if (move) {
-		/* Maildir has no cross-folder transaction: a crash here
-		 * leaves the message in both folders, never in none. */
+		/* Only for a move within one folder, or across file
+		 * systems: a crash here leaves the message in both places,
+		 * never in none (md_move_renames does the usual case). */
 		uint32_t *gone = ma_malloc0((n ? n : 1) * sizeof(*gone));
 		unsigned ng = 0;
 		for (unsigned i = 0; i < n; i++)
