@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(meson ninja-build gcc pkg-config libgnutls28-dev libev-dev liblmdb-dev
       libpam0g-dev libcrypt-dev libargon2-dev libpam-wrapper gnutls-bin
-      fetchmail python3 clang lmdb-utils swaks postfix)
+      fetchmail python3 clang libclang-rt-14-dev lmdb-utils swaks postfix)
 
 missing=()
 for p in "${pkgs[@]}"; do

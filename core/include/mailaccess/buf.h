@@ -24,7 +24,12 @@ void ma_buf_init(struct ma_buf *b, size_t max);
 void ma_buf_free(struct ma_buf *b);
 
 static inline size_t ma_buf_len(const struct ma_buf *b) { return b->used - b->start; }
-static inline const unsigned char *ma_buf_ptr(const struct ma_buf *b) { return b->data + b->start; }
+/* An empty, never-grown buffer has data == NULL: NULL + 0 is undefined in C
+ * (clang's UBSan flags it), so it gives "" instead (found by fuzz-imap). */
+static inline const unsigned char *ma_buf_ptr(const struct ma_buf *b)
+{
+	return b->data != NULL ? b->data + b->start : (const unsigned char *)"";
+}
 
 /* 0 on success, -1 if the result would exceed max (nothing appended). */
 int ma_buf_append(struct ma_buf *b, const void *data, size_t len);
