@@ -1,24 +1,32 @@
 /*
  * test-maildir.c - store-maildir.so loaded by path like the daemon would
  * ($MA_TEST_BUILD_ROOT/backends/maildir/store-maildir.so) on a temp dir:
- * the shared mail-level checks of core/lib/test-store-kv.c (included, its
- * main renamed), then what is Maildir's own: name escaping, adoption of
- * dovecot-uidlist and courierimapuidlist, mail dropped into new/ by an
- * MTA, bare-LF files read as CRLF, concurrent writers, a writer killed
- * before its rename, keywords, hard-link copy, cache side files, verify
- * and repair, and the inotify wake-up of the change bus.
+ * the shared mail-level checks of the conformance kit
+ * (tests/store-conformance/store-checks.c), then what is Maildir's own:
+ * name escaping, adoption of dovecot-uidlist and courierimapuidlist, mail
+ * dropped into new/ by an MTA, bare-LF files read as CRLF, concurrent
+ * writers, a writer killed before its rename, keywords, hard-link copy,
+ * cache side files, verify and repair, and the inotify wake-up of the
+ * change bus.
  */
-#define main test_store_kv_main
-int test_store_kv_main(void);
-#include "../../core/lib/test-store-kv.c"
-#undef main
-
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <ev.h>
+
+#include "core-private.h"
 #include "maildir-private.h"
+#include "../../tests/store-conformance/store-checks.h"
+#include "../../tests/store-conformance/store-unit.h"
 
 static char md_root[4096];
 
@@ -36,8 +44,7 @@ static void write_text(const char *path, const char *text)
 	FILE *f = fopen(path, "w");
 
 	if (f == NULL) {
-		fprintf(stderr, "fopen %s: %s\n", path, strerror(errno));
-		failures++;
+		sc_fail("fopen %s: %s", path, strerror(errno));
 		return;
 	}
 	fputs(text, f);
@@ -108,16 +115,14 @@ static void expect_body(struct ma_mailbox *mb, uint32_t uid, const char *want,
 
 	memset(&d, 0, sizeof(d));
 	if (ma_mailbox_msg_read(mb, uid, &d, &err) < 0) {
-		fprintf(stderr, "line %d: read UID %u: %s\n", line, uid, err.text);
-		failures++;
+		sc_fail("line %d: read UID %u: %s", line, uid, err.text);
 		return;
 	}
 	if (d.size != strlen(want) || memcmp(d.data, want, d.size) != 0 ||
 	    listed_size != d.size) {
-		fprintf(stderr, "line %d: UID %u: got %zu bytes (listed %llu), "
-			"want %zu\n", line, uid, d.size,
-			(unsigned long long)listed_size, strlen(want));
-		failures++;
+		sc_fail("line %d: UID %u: got %zu bytes (listed %llu), want %zu",
+			line, uid, d.size, (unsigned long long)listed_size,
+			strlen(want));
 	}
 	ma_msg_data_release(&d);
 }
@@ -153,11 +158,9 @@ static void check_adoption(struct ma_store *store)
 	/* the file above is not in the list: it gets UID 12 (NEXTUID),
 	 * the one from new/ 13 (file name order = delivery order) */
 
-	struct ma_user *u = ma_store_user_open(store, "adopt", &err);
-	if (u == NULL) {
-		CHECK(u != NULL);
+	struct ma_user *u = sc_user_open(store, "adopt");
+	if (u == NULL)
 		return;
-	}
 	OK(ma_mailbox_open(u, "INBOX", false, &mb, &err));
 	if (mb == NULL)
 		goto out;
@@ -204,9 +207,8 @@ static void check_adoption(struct ma_store *store)
 	write_text(p, "yy\n");
 	snprintf(p, sizeof(p), "%s/courierimapuidlist", dir);
 	write_text(p, "1 777 40\n3 1500000000.111.mx\n31 1500000001.222.mx\n");
-	OK(ma_mailbox_open(u, "Old", true, &mb, &err));
+	mb = sc_open_list(u, "Old", &msgs, &n, &st);
 	if (mb != NULL) {
-		OK(ma_mailbox_messages(mb, &msgs, &n, &st, &err));
 		CHECK(n == 2 && st.uidvalidity == 777 && st.uidnext == 40);
 		CHECK(n == 2 && msgs[0].uid == 3 && msgs[1].uid == 31);
 		CHECK(n == 2 && msgs[0].size == 3 && msgs[1].size == 4);
@@ -227,10 +229,10 @@ static void check_adoption(struct ma_store *store)
 	write_text(p, "d1\r\n");
 	snprintf(p, sizeof(p), "%s/dovecot-uidlist", dir);
 	write_text(p, "1 999 5\n4 1500000006.666.mx\n");
-	st = status(u, "C2");
+	st = sc_status(u, "C2");
 	CHECK(st.uidvalidity == 888 && st.uidnext == 8 && st.messages == 1 &&
 	      st.unseen == 0);
-	st = status(u, "D1");
+	st = sc_status(u, "D1");
 	CHECK(st.uidvalidity == 999 && st.uidnext == 5 && st.messages == 1 &&
 	      st.unseen == 1);
 	/* garbage lists never crash and never invent messages */
@@ -253,7 +255,7 @@ static void check_adoption(struct ma_store *store)
 		write_text(p, junk[k]);
 		snprintf(p, sizeof(p), "%s/cur/1500000009.9.mx:2,Sz", dir);
 		write_text(p, "z\n");
-		st = status(u, name);
+		st = sc_status(u, name);
 		CHECK(st.messages == 1 && st.uidvalidity != 0 && st.uidnext >= 2);
 	}
 	COUNTS(u, "INBOX");
@@ -281,12 +283,10 @@ static void check_outside_delivery(struct ma_core *core, struct ma_store *store)
 	uint32_t n = 0, uid = 0;
 	char p[4400];
 
-	struct ma_user *u = ma_store_user_open(store, "mta", &err);
-	if (u == NULL) {
-		CHECK(u != NULL);
+	struct ma_user *u = sc_user_open(store, "mta");
+	if (u == NULL)
 		return;
-	}
-	append1(u, "INBOX", "first\r\n", 0, &uid);
+	sc_append1(u, "INBOX", "first\r\n", 0, &uid);
 	OK(ma_mailbox_open(u, "INBOX", false, &mb, &err));
 	if (mb == NULL) {
 		ma_store_user_close(&u);
@@ -361,14 +361,12 @@ static void check_files(struct ma_store *store)
 	uint32_t n = 0, uid = 0, uv = 0, nu[1];
 	char p[4400];
 	const char *kws[] = { "Work", "$Label1" };
-	struct ma_append_msg m = test_msg("Subject: kw\r\n\r\nbody\r\n",
+	struct ma_append_msg m = sc_msg("Subject: kw\r\n\r\nbody\r\n",
 					  MA_FLAG_FLAGGED | MA_FLAG_SEEN);
 
-	struct ma_user *u = ma_store_user_open(store, "files", &err);
-	if (u == NULL) {
-		CHECK(u != NULL);
+	struct ma_user *u = sc_user_open(store, "files");
+	if (u == NULL)
 		return;
-	}
 	m.keywords = kws;
 	m.n_keywords = 2;
 	m.cache = "CACHEBLOB";
@@ -380,8 +378,8 @@ static void check_files(struct ma_store *store)
 	OK(ma_store_mailbox_create(u, "Empty", 0, &err));
 	snprintf(p, sizeof(p), "%s/files/.Empty/mailaccess-uidlist", md_root);
 	CHECK(access(p, F_OK) == 0);
-	uint32_t uv_empty = status(u, "Empty").uidvalidity;
-	CHECK(uv_empty != 0 && status(u, "Empty").uidvalidity == uv_empty);
+	uint32_t uv_empty = sc_status(u, "Empty").uidvalidity;
+	CHECK(uv_empty != 0 && sc_status(u, "Empty").uidvalidity == uv_empty);
 	snprintf(p, sizeof(p), "%s/files/.Box~2eWith~2eDots/maildirfolder", md_root);
 	CHECK(access(p, F_OK) == 0);
 	snprintf(p, sizeof(p), "%s/files/dovecot-keywords", md_root);
@@ -448,7 +446,7 @@ static void check_files(struct ma_store *store)
 	ma_mailbox_close(&mb);
 
 	/* a writer killed by SIGKILL after writing tmp/, before the rename */
-	uint32_t before = status(u, "INBOX").messages;
+	uint32_t before = sc_status(u, "INBOX").messages;
 	pid_t pid = fork();
 	if (pid == 0) {
 		char t[4400];
@@ -465,7 +463,7 @@ static void check_files(struct ma_store *store)
 	int wst = 0;
 	waitpid(pid, &wst, 0);
 	CHECK(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL);
-	CHECK(status(u, "INBOX").messages == before);
+	CHECK(sc_status(u, "INBOX").messages == before);
 	CHECK(store_verify_count(u) == 0);
 	/* the leftover is removed once older than 36 hours */
 	snprintf(p, sizeof(p), "%s/files/tmp", md_root);
@@ -491,18 +489,15 @@ out:
  * the next locker finishes the write (all, never part). */
 static void check_journal(struct ma_store *store)
 {
-	struct ma_error_info err;
 	char dir[4200], p[4400];
 	uint32_t u1 = 0;
 
-	struct ma_user *u = ma_store_user_open(store, "journal", &err);
-	if (u == NULL) {
-		CHECK(u != NULL);
+	struct ma_user *u = sc_user_open(store, "journal");
+	if (u == NULL)
 		return;
-	}
-	append1(u, "INBOX", "stays\r\n", 0, &u1);
-	append1(u, "INBOX", "goes 1\r\n", 0, NULL);
-	append1(u, "INBOX", "goes 2\r\n", 0, NULL);
+	sc_append1(u, "INBOX", "stays\r\n", 0, &u1);
+	sc_append1(u, "INBOX", "goes 1\r\n", 0, NULL);
+	sc_append1(u, "INBOX", "goes 2\r\n", 0, NULL);
 	snprintf(dir, sizeof(dir), "%s/journal", md_root);
 	/* an append of two: both in tmp/, one already renamed */
 	snprintf(p, sizeof(p), "%s/tmp/1700000001.j1.mx,S=4,W=4", dir);
@@ -526,15 +521,13 @@ static void check_journal(struct ma_store *store)
 		closedir(d);
 	snprintf(p, sizeof(p), "%s/mailaccess-uidlist.pending", dir);
 	write_text(p, jt);
-	struct ma_mailbox_status st = status(u, "INBOX");
+	struct ma_mailbox_status st = sc_status(u, "INBOX");
 	CHECK(st.messages == 3 && st.unseen == 2);
 	CHECK(access(p, F_OK) < 0);
-	struct ma_mailbox *mb = NULL;
 	const struct ma_msg *msgs;
 	uint32_t n = 0;
-	OK(ma_mailbox_open(u, "INBOX", true, &mb, &err));
+	struct ma_mailbox *mb = sc_open_list(u, "INBOX", &msgs, &n, NULL);
 	if (mb != NULL) {
-		OK(ma_mailbox_messages(mb, &msgs, &n, NULL, &err));
 		CHECK(n == 3 && msgs[0].uid == u1);
 		if (n == 3) {
 			expect_body(mb, msgs[1].uid, "j1\r\n", msgs[1].size, __LINE__);
@@ -552,14 +545,12 @@ static void check_verify_repair(struct ma_store *store)
 	uint32_t u1 = 0, u2 = 0;
 	char p[4400];
 
-	struct ma_user *u = ma_store_user_open(store, "repair", &err);
-	if (u == NULL) {
-		CHECK(u != NULL);
+	struct ma_user *u = sc_user_open(store, "repair");
+	if (u == NULL)
 		return;
-	}
-	append1(u, "INBOX", "one\r\n", 0, &u1);
-	append1(u, "INBOX", "two\r\n", 0, &u2);
-	uint32_t uv = status(u, "INBOX").uidvalidity;
+	sc_append1(u, "INBOX", "one\r\n", 0, &u1);
+	sc_append1(u, "INBOX", "two\r\n", 0, &u2);
+	uint32_t uv = sc_status(u, "INBOX").uidvalidity;
 	CHECK(store_verify_count(u) == 0);
 	snprintf(p, sizeof(p), "%s/repair/mailaccess-uidlist", md_root);
 	FILE *f = fopen(p, "a");
@@ -574,15 +565,13 @@ static void check_verify_repair(struct ma_store *store)
 	int r = ma_store_verify(u, true, NULL, NULL, &err);
 	CHECK(r == found);
 	CHECK(store_verify_count(u) == 0);
-	struct ma_mailbox_status st = status(u, "INBOX");
+	struct ma_mailbox_status st = sc_status(u, "INBOX");
 	CHECK(st.messages == 2 && st.uidvalidity == uv && st.uidnext >= 100);
 	/* the old UIDs stayed */
-	struct ma_mailbox *mb = NULL;
 	const struct ma_msg *msgs;
 	uint32_t n = 0;
-	OK(ma_mailbox_open(u, "INBOX", true, &mb, &err));
+	struct ma_mailbox *mb = sc_open_list(u, "INBOX", &msgs, &n, NULL);
 	if (mb != NULL) {
-		OK(ma_mailbox_messages(mb, &msgs, &n, NULL, &err));
 		CHECK(n == 2 && msgs[0].uid == u1 && msgs[1].uid == u2);
 		ma_mailbox_close(&mb);
 	}
@@ -591,107 +580,24 @@ static void check_verify_repair(struct ma_store *store)
 
 int main(void)
 {
-	const char *root = getenv("MA_TEST_BUILD_ROOT");
-	char so[4096], tmpl[] = "/tmp/test-maildir-XXXXXX", conf[8192];
-	struct ma_config *cfg = NULL;
-	char *cerr = NULL;
-	void *dl;
-	const struct ma_plugin *desc;
-	struct ma_loaded_plugin lp;
-	struct ma_core core;
-	struct ma_store *store;
-	const char *ierr = NULL;
-	void *pctx = NULL;
+	struct sc_unit t;
 
-	if (root == NULL)
-		root = ".";
 	check_names();
-	snprintf(so, sizeof(so), "%s/backends/maildir/store-maildir.so", root);
-	dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-	if (dl == NULL) {
-		fprintf(stderr, "dlopen %s: %s\n", so, dlerror());
+	if (sc_unit_open(&t, "test-maildir", "backends/maildir/store-maildir.so",
+			 "maildir", "") < 0)
 		return 1;
-	}
-	desc = dlsym(dl, "mailaccess_plugin");
-	if (desc == NULL || desc->kind != MA_PLUGIN_STORE ||
-	    strcmp(desc->name, "maildir") != 0) {
-		fprintf(stderr, "no maildir store descriptor in %s\n", so);
-		return 1;
-	}
-	const struct ma_store_backend *be = desc->ops;
+	const struct ma_store_backend *be = t.desc->ops;
 	CHECK(be->mail != NULL && be->kv == NULL);
-	if (mkdtemp(tmpl) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
-	snprintf(md_root, sizeof(md_root), "%s/mail", tmpl);
-	snprintf(conf, sizeof(conf), "store {\n backend = maildir\n path = %s\n}\n",
-		 md_root);
-	cfg = ma_config_parse("test", conf, strlen(conf), &cerr);
-	if (cfg == NULL) {
-		fprintf(stderr, "config: %s\n", cerr);
-		return 1;
-	}
-	memset(&core, 0, sizeof(core));
-	core.loop = ev_loop_new(0);
-	ma_changebus_init(&core);
-	const struct ma_config_section *sec = ma_config_child(ma_config_root(cfg), "store");
-	CHECK(desc->init(&core, NULL, &pctx, &ierr) < 0);	/* path required */
-	if (desc->init(&core, sec, &pctx, &ierr) < 0) {
-		fprintf(stderr, "init: %s\n", ierr);
-		return 1;
-	}
-	memset(&lp, 0, sizeof(lp));
-	lp.desc = desc;
-	lp.ctx = pctx;
-	lp.path = so;
-	store = ma_store_create(&core, &lp, &cerr);
-	if (store == NULL) {
-		fprintf(stderr, "ma_store_create: %s\n", cerr);
-		return 1;
-	}
+	snprintf(md_root, sizeof(md_root), "%s/mail", t.dir);
 
 	/* the shared mail-level checks */
-	store_check_names(store);
-	store_check_basic(store, "basic");
-	store_check_flags(store, "flags");
-	store_check_sync(store, "sync");
-	store_check_tree(store, "tree");
-	store_check_copy(store, "copy");
-	store_check_read(store, "read");
-	store_check_multiprocess(store, "multi");
-	store_check_kill9(store, "crash");
-	store_check_threads(store, "threads");
-	static const char *const users[] = {
-		"basic", "flags", "sync", "tree", "copy", "read", "multi", "crash",
-		"threads", NULL
-	};
-	for (unsigned i = 0; users[i] != NULL; i++)
-		store_check_verify_clean(store, users[i]);
-	check_changebus(&core, store, "bus");
+	store_checks_run_all(&t.core, t.store);
 
 	/* Maildir's own */
-	check_adoption(store);
-	check_outside_delivery(&core, store);
-	check_files(store);
-	check_verify_repair(store);
-	check_journal(store);
-
-	ma_store_destroy(&store);
-	ma_changebus_deinit(&core);
-	desc->deinit(pctx);
-	ev_loop_destroy(core.loop);
-	ma_config_free(&cfg);
-	dlclose(dl);
-
-	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", tmpl);
-	if (failures > 0) {
-		fprintf(stderr, "test-maildir: %d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test-maildir: all checks passed\n");
-	return 0;
+	check_adoption(t.store);
+	check_outside_delivery(&t.core, t.store);
+	check_files(t.store);
+	check_verify_repair(t.store);
+	check_journal(t.store);
+	return sc_unit_close(&t);
 }

@@ -532,6 +532,30 @@ static int kvs_fail(struct kvs_user *u, struct ma_kv_txn *txn)
 	return -1;
 }
 
+/* The start of every operation on an open view: begins a transaction (a
+ * write one if WRITE) and reloads the view's mailbox record into B, which
+ * another session may have changed or deleted since. On error nothing is
+ * left open: *txn_r is NULL, err says why (NOTFOUND if deleted). */
+static int kvs_box_begin(struct kvs_box *box, bool write,
+			 struct ma_kv_txn **txn_r, struct kvs_mbox *b,
+			 struct ma_error_info *err)
+{
+	struct kvs_user *u = box->u;
+	int rc;
+
+	*txn_r = NULL;
+	if (kvs_begin(u, write, txn_r, err) < 0)
+		return -1;
+	if ((rc = kvs_box_get(u, *txn_r, box->id, b, err)) <= 0) {
+		if (rc == 0)
+			ma_error_set(err, MA_ERR_NOTFOUND, "Mailbox was deleted");
+		kvs_fail(u, *txn_r);
+		*txn_r = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static uint32_t kvs_new_uidvalidity(struct kvs_header *h)
 {
 	/* Time-based so a store restored or re-created later still gets
@@ -1248,13 +1272,8 @@ static int kvs_mailbox_sync(void *vbox, struct ma_sync_result *res_r,
 	box->expunged = box->changed = NULL;
 	box->n_expunged = box->n_changed = 0;
 
-	if (kvs_begin(u, false, &txn, err) < 0)
+	if (kvs_box_begin(box, false, &txn, b, err) < 0)
 		goto out;
-	if ((rc = kvs_box_get(u, txn, box->id, b, err)) <= 0) {
-		if (rc == 0)
-			ma_error_set(err, MA_ERR_NOTFOUND, "Mailbox was deleted");
-		goto abort;
-	}
 	if (b->uidvalidity != box->st.uidvalidity) {
 		ma_error_set(err, MA_ERR_NOTFOUND, "Mailbox was renamed");
 		goto abort;
@@ -1553,13 +1572,8 @@ static int kvs_copy(void *vbox, const uint32_t *uids, unsigned n, const char *de
 		ma_error_set(err, MA_ERR_BADARGS, "Missing UIDs");
 		goto out;
 	}
-	if (kvs_begin(u, true, &txn, err) < 0)
+	if (kvs_box_begin(box, true, &txn, src, err) < 0)
 		goto out;
-	if ((rc = kvs_box_get(u, txn, box->id, src, err)) <= 0) {
-		if (rc == 0)
-			ma_error_set(err, MA_ERR_NOTFOUND, "Mailbox was deleted");
-		goto fail;
-	}
 	if (kvs_box_by_name(u, txn, dest, dst, err) <= 0)
 		goto fail;
 	/* Copy into the same mailbox: one record for both sides. */
@@ -1661,13 +1675,8 @@ static int kvs_store_flags(void *vbox, const uint32_t *uids, unsigned n,
 		goto out;
 	}
 	flags &= MA_FLAGS_ALL;
-	if (kvs_begin(u, true, &txn, err) < 0)
+	if (kvs_box_begin(box, true, &txn, b, err) < 0)
 		goto out;
-	if ((rc = kvs_box_get(u, txn, box->id, b, err)) <= 0) {
-		if (rc == 0)
-			ma_error_set(err, MA_ERR_NOTFOUND, "Mailbox was deleted");
-		goto fail;
-	}
 	n_kw_before = b->n_kw;
 	/* Removing a keyword the mailbox never had is a no-op: not created. */
 	if (kvs_kw_mask(b, keywords, n_keywords, op != MA_FLAGS_REMOVE, &kwmask, err) < 0)
@@ -1742,7 +1751,7 @@ static int kvs_expunge(void *vbox, const uint32_t *uids, unsigned n,
 	struct ma_kv_txn *txn = NULL;
 	struct kvs_mbox *b = ma_malloc0(sizeof(*b));
 	bool changed = false;
-	int ret = -1, rc;
+	int ret = -1;
 
 	if (box->readonly) {
 		ma_error_set(err, MA_ERR_PERM, "Mailbox is read-only");
@@ -1752,13 +1761,8 @@ static int kvs_expunge(void *vbox, const uint32_t *uids, unsigned n,
 		ma_error_set(err, MA_ERR_BADARGS, "Missing UIDs");
 		goto out;
 	}
-	if (kvs_begin(u, true, &txn, err) < 0)
+	if (kvs_box_begin(box, true, &txn, b, err) < 0)
 		goto out;
-	if ((rc = kvs_box_get(u, txn, box->id, b, err)) <= 0) {
-		if (rc == 0)
-			ma_error_set(err, MA_ERR_NOTFOUND, "Mailbox was deleted");
-		goto fail;
-	}
 	uint64_t modseq = b->highestmodseq + 1;
 	for (unsigned i = 0; i < n; i++) {
 		bool done;
