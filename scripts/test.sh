@@ -9,7 +9,10 @@
 #  6. client tests:   tests/clients/test_* (fetchmail, ...)
 #     4-6 run once per store backend whose plugin is built (lmdb, maildir;
 #     MA_TEST_STORE tells the harness), each labelled "[backend]"
-#     then tests/maildir/test_*.py once (Maildir only: Dovecot adoption, ...)
+#     and tests/security (isolation, TLS versions, privileges, slow-loris)
+#     then tests/crash (kill -9, 200 rounds per backend, optimized build),
+#     scripts/fuzz-ci.sh (libFuzzer, short run of every target) and
+#     tests/maildir/test_*.py once (Maildir only: Dovecot adoption, ...)
 #  (and tests/install/test_install.sh on the plain -Werror build)
 #
 # Every test script prints "RESULT passed=N failed=M skipped=K" last; a
@@ -243,7 +246,7 @@ store_totals=()
 for st in "${stores[@]}"; do
 	export MA_TEST_STORE=$st
 	p0=$passed f0=$failed s0=$skipped t0=$SECONDS
-	for dir in tests/protocol tests/auth tests/clients tests/lmtp tests/security tests/crash; do
+	for dir in tests/protocol tests/auth tests/clients tests/lmtp tests/security; do
 		for t in "$ROOT/$dir"/test_*.py "$ROOT/$dir"/test_*.sh; do
 			[ -f "$t" ] && run_script "$t" "$st"
 		done
@@ -251,6 +254,34 @@ for st in "${stores[@]}"; do
 	store_totals+=("store $st: $((passed - p0)) passed, $((failed - f0)) failed, $((skipped - s0)) skipped ($((SECONDS - t0))s)")
 done
 unset MA_TEST_STORE
+
+# Crash safety: kill -9 of a worker or the whole server, 200 rounds per
+# backend (the script runs every backend in MA_TEST_STORES itself). It runs
+# on the optimized -Werror build: the rounds are dominated by process
+# start-up and mailaccessctl verify, which ASan makes several times slower,
+# and the ASan build already runs every protocol suite above.
+if [ -f "$ROOT/tests/crash/test_crash_safety.py" ] && [ -x "$P/core/mailaccessd" ]; then
+	section "tests/crash/test_crash_safety.py (build-tests)"
+	clog="$B/meson-logs/tests_crash_test_crash_safety.py.log"
+	MA_BUILD_DIR=$P MA_TEST_STORES="${stores[*]}" timeout -k 10 1500 \
+		"$PY" "$ROOT/tests/crash/test_crash_safety.py" >"$clog" 2>&1
+	crc=$?
+	cat "$clog"
+	[ $crc -eq 124 ] && echo "(timed out after 1500s)"
+	count_result "tests/crash/test_crash_safety.py" "$clog" $crc
+fi
+
+# Fuzzing: every libFuzzer target (clang, ASan+UBSan) replays its corpus
+# and regressions, then fuzzes for MA_FUZZ_CI_SECONDS (20) seconds.
+if [ -f scripts/fuzz-ci.sh ]; then
+	section "scripts/fuzz-ci.sh"
+	flog="$B/meson-logs/fuzz-ci.log"
+	timeout -k 10 900 bash scripts/fuzz-ci.sh >"$flog" 2>&1
+	frc=$?
+	cat "$flog"
+	[ $frc -eq 124 ] && echo "(timed out after 900s)"
+	count_result "scripts/fuzz-ci.sh" "$flog" $frc
+fi
 
 # Maildir-only end-to-end tests (Dovecot adoption, new/ drop-in): they
 # pick the maildir backend themselves and skip when it is not built.
