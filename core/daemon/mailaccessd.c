@@ -237,8 +237,12 @@ int mad_drop_privileges(struct ma_core *core, char **error_r)
 
 	if (mad_resolve_user(core, &uid, &gid, error_r) < 0)
 		return -1;
-	if (uid == (uid_t)-1)
+	if (uid == (uid_t)-1) {
+		if (geteuid() == 0)
+			ma_warning("serving mail as root: set `user` (and `group`) "
+				   "in the config to run the workers unprivileged");
 		return 0;
+	}
 	if (getuid() == uid && geteuid() == uid && getgid() == gid)
 		return 0;	/* already that user */
 	/* While still root: empty the capability bounding set, so nothing
