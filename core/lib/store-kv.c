@@ -620,7 +620,7 @@ static int kvs_kw_mask(struct kvs_mbox *b, const char *const *kws, unsigned n,
 	if (n > 0 && kws == NULL)
 		return ma_error_set(err, MA_ERR_BADARGS, "Missing keywords");
 	for (unsigned i = 0; i < n; i++) {
-		unsigned idx;
+		unsigned idx = 0;
 		int rc = kvs_kw_index(b, kws[i], create, &idx, err);
 		if (rc < 0)
 			return -1;
@@ -1598,12 +1598,14 @@ static int kvs_copy(void *vbox, const uint32_t *uids, unsigned n, const char *de
 		}
 		/* Keyword bits are per mailbox: map by name. */
 		for (unsigned bit = 0; bit < src->n_kw && bit < 64; bit++) {
-			unsigned idx;
+			unsigned idx = 0;
 			if ((m.keywords & ((uint64_t)1 << bit)) == 0)
 				continue;
-			if (kvs_kw_index(d, src->kw[bit], true, &idx, err) < 0)
+			int rc = kvs_kw_index(d, src->kw[bit], true, &idx, err);
+			if (rc < 0)
 				goto fail;
-			kwmask |= (uint64_t)1 << idx;
+			if (rc > 0)
+				kwmask |= (uint64_t)1 << idx;
 		}
 		struct ma_msg nm = m;
 		nm.uid = d->uidnext++;
