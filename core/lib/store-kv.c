@@ -1601,10 +1601,10 @@ static int kvs_copy(void *vbox, const uint32_t *uids, unsigned n, const char *de
 			unsigned idx = 0;
 			if ((m.keywords & ((uint64_t)1 << bit)) == 0)
 				continue;
-			int rc = kvs_kw_index(d, src->kw[bit], true, &idx, err);
-			if (rc < 0)
+			int kr = kvs_kw_index(d, src->kw[bit], true, &idx, err);
+			if (kr < 0)
 				goto fail;
-			if (rc > 0)
+			if (kr > 0)
 				kwmask |= (uint64_t)1 << idx;
 		}
 		struct ma_msg nm = m;
