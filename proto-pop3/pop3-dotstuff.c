@@ -3,8 +3,9 @@
  *
  * Owns byte-stuffing (section 3: a line beginning with '.' gets one more
  * '.') and the terminating ".\r\n", written straight from the store's
- * pointer in pieces of at most POP3_STREAM_CHUNK bytes: the message is
- * never copied, a stuffed '.' is a one-byte write of its own, and the
+ * pointer in pieces of at most POP3_STREAM_CHUNK bytes, each as long as
+ * it can be (a piece ends only where a line begins with '.'): the message
+ * is never copied, a stuffed '.' is a one-byte write of its own, and the
  * state survives any pause (output full) at any byte, including between
  * the LF and the '.' of a "\r\n." that falls on a chunk edge. Also finds
  * where TOP's "headers + blank line + n lines" end.
@@ -46,12 +47,26 @@ int pop3_dotstuff_run(struct pop3_dotstuff *ds,
 		}
 		if (avail > POP3_STREAM_CHUNK)
 			avail = POP3_STREAM_CHUNK;
-		lf = memchr(start, '\n', avail);
-		piece = lf != NULL ? (size_t)(lf - start) + 1 : avail;
+		/* One write for everything up to the next line that begins
+		 * with '.' (through its LF), or the whole chunk: the lines
+		 * are found with memchr, and no line costs a write of its
+		 * own. */
+		piece = avail;
+		ds->line_start = start[avail - 1] == '\n';
+		for (const unsigned char *p = start;;) {
+			lf = memchr(p, '\n', (size_t)(start + avail - p));
+			if (lf == NULL || lf + 1 == start + avail)
+				break;
+			if (lf[1] == '.') {
+				piece = (size_t)(lf - start) + 1;
+				ds->line_start = true;
+				break;
+			}
+			p = lf + 1;
+		}
 		if (write_fn(ctx, start, piece) < 0)
 			return -1;
 		ds->pos += piece;
-		ds->line_start = lf != NULL;
 		ds->stuffed = false;
 	}
 	if (ds->finished)
