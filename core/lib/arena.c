@@ -15,6 +15,11 @@
 #include "core-private.h"
 
 #define MA_ARENA_DEFAULT_BLOCK 4096
+/* The first block (kept across resets, so it is what an idle arena costs)
+ * is at most this big; the arena grows in block_size blocks after it. A
+ * session has two arenas (the conn's and the command's), and 10,000 idle
+ * IMAP sessions made 4 kB first blocks 80 MB of the server. */
+#define MA_ARENA_FIRST_BLOCK 1024
 #define MA_ARENA_ALIGN (_Alignof(max_align_t))
 
 struct ma_arena_block {
@@ -91,7 +96,8 @@ struct ma_arena *ma_arena_create(size_t block_size)
 {
 	struct ma_arena *a = ma_malloc0(sizeof(*a));
 	a->block_size = block_size ? block_size : MA_ARENA_DEFAULT_BLOCK;
-	a->first = arena_block_new(a, a->block_size);
+	a->first = arena_block_new(a, a->block_size < MA_ARENA_FIRST_BLOCK ?
+				   a->block_size : MA_ARENA_FIRST_BLOCK);
 	a->cur = a->first;
 	return a;
 }

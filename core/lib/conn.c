@@ -31,6 +31,8 @@
 
 /* Bytes per read(2)/record: a TLS record holds at most 16k of payload. */
 #define MA_CONN_IO_CHUNK 16384
+/* An empty output buffer larger than this is freed, not kept. */
+#define MA_CONN_OUT_KEEP 4096
 /* on_input calls per conn per loop turn before others get a turn. */
 #define MA_CONN_INPUT_ROUNDS 64
 /* Rounds of the dirty list per prepare before yielding to I/O. */
@@ -558,6 +560,11 @@ static void conn_deliver(struct ma_conn *conn)
 		if (after == before || after == 0)
 			break;
 	}
+	/* A session waiting for its client keeps no input buffer (it is
+	 * max_line bytes): the next read allocates one again. Thousands of
+	 * idle IMAP sessions are the common case. */
+	if (!conn->finalized && ma_buf_len(&conn->in) == 0 && conn->in.size > 0)
+		ma_buf_free(&conn->in);
 	conn_check_eof(conn);
 	ma_conn_update_io(conn);
 	ma_conn_unref(conn);
@@ -630,8 +637,15 @@ static void conn_flush(struct ma_conn *conn)
 	conn->in_flush = false;
 	if (ma_buf_len(&conn->out) < before)
 		conn->last_activity = ev_now(conn->net->loop);
-	if (ma_buf_len(&conn->out) == 0)
-		ma_buf_clear(&conn->out);	/* reuse from the start */
+	if (ma_buf_len(&conn->out) == 0) {
+		/* Reuse a small buffer from the start; give a big one (a
+		 * FETCH of a large message grew it) back, so an idle
+		 * session does not keep it. */
+		if (conn->out.size > MA_CONN_OUT_KEEP)
+			ma_buf_free(&conn->out);
+		else
+			ma_buf_clear(&conn->out);
+	}
 
 	if (!conn->closing && ma_buf_len(&conn->out) <= conn->net->output_low &&
 	    (conn->blocked || conn->want_drain)) {
