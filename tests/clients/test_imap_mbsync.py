@@ -22,9 +22,6 @@ Needs mbsync (scripts/deps-imap-clients.sh installs isync); SKIPs without.
 Run: python3 tests/clients/test_imap_mbsync.py
 """
 
-import email
-import glob
-import imaplib
 import os
 import re
 import shutil
@@ -34,8 +31,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "protocol"))
+sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from harness import test, crlf  # noqa: E402
+import maildir_sync  # noqa: E402
+from maildir_sync import lf, set_local_flags  # noqa: E402
 
 harness.PLUGIN_FILES.setdefault("imap.so", ("proto-imap",))
 
@@ -53,10 +53,6 @@ def mk(n, body=None):
 
 MSG = {n: mk(n) for n in range(1, 8)}
 MSG[2] = mk(2, b".\n..\nline with trailing space \n\ttab\n")
-
-
-def lf(b):
-    return b.replace(b"\r\n", b"\n")
 
 
 def setup():
@@ -113,60 +109,22 @@ def mbsync():
     return out
 
 
-def local(folder="INBOX"):
-    """{subject: (path, flags, content)} of a local Maildir folder."""
-    out = {}
-    for sub in ("cur", "new"):
-        for p in glob.glob(os.path.join(W, "mail", folder, sub, "*")):
-            with open(p, "rb") as f:
-                data = f.read()
-            subj = email.message_from_bytes(data)["Subject"]
-            name = os.path.basename(p)
-            flags = name.split(":2,", 1)[1] if ":2," in name else ""
-            assert subj not in out, "duplicate %r in %s" % (subj, folder)
-            out[subj] = (p, flags, data)
-    return out
-
-
-def set_local_flags(path, flags):
-    base = path.split(":2,", 1)[0]
-    new = os.path.join(os.path.dirname(os.path.dirname(base)), "cur",
-                       os.path.basename(base) + ":2," + "".join(sorted(flags)))
-    os.rename(path, new)
-
-
-def imap():
-    c = imaplib.IMAP4_SSL("127.0.0.1", D.port("imaps"),
-                          ssl_context=harness.client_context(D.certs), timeout=10)
-    c.login(USER, PW)
-    return c
-
-
-def server(c, mailbox="INBOX"):
-    """{subject: (uid, set of flags, bytes)} on the server, and UIDVALIDITY."""
-    typ, data = c.select(mailbox)
-    assert typ == "OK", data
-    # imaplib keeps "* OK [UIDVALIDITY n]" under its response code
-    uv = int(c.untagged_responses["UIDVALIDITY"][-1])
-    out = {}
-    if int(data[0]):
-        typ, data = c.fetch("1:*", "(UID FLAGS BODY.PEEK[])")
-        assert typ == "OK", data
-        for item in data:
-            if not isinstance(item, tuple):
-                continue
-            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
-            fl = set(re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode().split())
-            fl.discard("\\Recent")
-            subj = email.message_from_bytes(item[1])["Subject"]
-            out[subj] = (uid, fl, item[1])
-    return out, uv
-
-
 def strip_tuid(b):
     """mbsync adds an X-TUID header to each message it copies (to find it
     again if the run is interrupted); it is not part of the message."""
     return re.sub(rb"(?m)^X-TUID: [^\r\n]*\r?\n", b"", b)
+
+
+def local(folder="INBOX"):
+    return maildir_sync.local(W, folder)
+
+
+def imap():
+    return maildir_sync.imap(D, USER, PW)
+
+
+def server(c, mailbox="INBOX"):
+    return maildir_sync.server(c, mailbox)
 
 
 @test(timeout=120)

@@ -18,9 +18,6 @@ Needs offlineimap (scripts/deps-imap-clients.sh); SKIPs without it.
 Run: python3 tests/clients/test_imap_offlineimap.py
 """
 
-import email
-import glob
-import imaplib
 import os
 import re
 import shutil
@@ -30,8 +27,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "protocol"))
+sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from harness import test, crlf  # noqa: E402
+import maildir_sync  # noqa: E402
+from maildir_sync import lf, set_local_flags  # noqa: E402
 
 harness.PLUGIN_FILES.setdefault("imap.so", ("proto-imap",))
 
@@ -49,10 +49,6 @@ def mk(n, body=None):
 
 MSG = {n: mk(n) for n in range(1, 8)}
 MSG[3] = mk(3, b"\xc3\xa4\xc3\xb6\xc3\xbc 8-bit body\n.\n")
-
-
-def lf(b):
-    return b.replace(b"\r\n", b"\n")
 
 
 def strip_added(b):
@@ -114,50 +110,15 @@ def offlineimap():
 
 
 def local(folder="INBOX"):
-    """{subject: (path, flags, content)} of a local Maildir folder."""
-    out = {}
-    for sub in ("cur", "new"):
-        for p in glob.glob(os.path.join(W, "mail", folder, sub, "*")):
-            with open(p, "rb") as f:
-                data = f.read()
-            subj = email.message_from_bytes(data)["Subject"]
-            name = os.path.basename(p)
-            flags = name.split(":2,", 1)[1] if ":2," in name else ""
-            assert subj not in out, "duplicate %r in %s" % (subj, folder)
-            out[subj] = (p, flags, data)
-    return out
-
-
-def set_local_flags(path, flags):
-    base = path.split(":2,", 1)[0]
-    new = os.path.join(os.path.dirname(os.path.dirname(base)), "cur",
-                       os.path.basename(base) + ":2," + "".join(sorted(flags)))
-    os.rename(path, new)
+    return maildir_sync.local(W, folder)
 
 
 def imap():
-    c = imaplib.IMAP4_SSL("127.0.0.1", D.port("imaps"),
-                          ssl_context=harness.client_context(D.certs), timeout=10)
-    c.login(USER, PW)
-    return c
+    return maildir_sync.imap(D, USER, PW)
 
 
 def server(c, mailbox="INBOX"):
-    """{subject: (uid, set of flags, bytes)} on the server."""
-    typ, data = c.select(mailbox)
-    assert typ == "OK", data
-    out = {}
-    if int(data[0]):
-        typ, data = c.fetch("1:*", "(UID FLAGS BODY.PEEK[])")
-        assert typ == "OK", data
-        for item in data:
-            if not isinstance(item, tuple):
-                continue
-            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
-            fl = set(re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode().split())
-            fl.discard("\\Recent")
-            out[email.message_from_bytes(item[1])["Subject"]] = (uid, fl, item[1])
-    return out
+    return maildir_sync.server(c, mailbox)[0]
 
 
 @test(timeout=150)
